@@ -1,0 +1,1 @@
+"""The `mmauto` command line (installed as the `mmauto_cli` package)."""

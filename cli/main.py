@@ -1,0 +1,69 @@
+"""The `mmauto` app. Commands are thin and import their heavy parts inside their bodies, so
+`mmauto --help` stays free of TensorFlow. Known errors become one red line and exit code 2;
+MMAUTO_DEBUG=1 shows the traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from mmauto import __version__
+
+app = typer.Typer(
+    name="mmauto",
+    help="Multimodal AutoML on Keras 3: describe a dataset in YAML, search fused models, serve raw inputs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"mmauto {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    """Multimodal AutoML on Keras 3."""
+
+
+def _register():
+    from mmauto_cli import data_cmds, model_cmds, recipes_cmds
+
+    for mod in (data_cmds, model_cmds):
+        mod.register(app)
+    app.add_typer(recipes_cmds.app, name="recipes")
+
+
+_register()
+
+
+def main() -> None:
+    from mmauto.errors import MmautoError
+    from mmauto_cli.output import quiet_tensorflow
+
+    quiet_tensorflow()
+    try:
+        app()
+    except MmautoError as exc:
+        if os.environ.get("MMAUTO_DEBUG") == "1":
+            raise
+        from rich.console import Console
+
+        from rich.markup import escape
+
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

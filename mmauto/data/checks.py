@@ -1,0 +1,251 @@
+"""Load the manifest's tables, check every row, and split. No TensorFlow here.
+
+A missing cell (no photo, empty text, NaN) is not an error: it is a missing modality. Broken
+things are: a path to a file that does not exist, a corrupt file, a number that does not
+parse, a missing target. `data.on_error: fail` stops on them naming the file and the first
+five rows; `skip` drops them and counts each reason. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from mmauto.data.tables import read_table, split_indices
+from mmauto.errors import DataError, did_you_mean
+from mmauto.manifest import Manifest
+from mmauto.modalities import MODALITIES
+from mmauto.modalities.base import cell_is_missing
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class Problem:
+    """One kind of bad row in one table."""
+
+    file: str
+    reason: str
+    rows: list[int]  # 1-based data rows (the header is not a row)
+    details: list[str]
+
+    def line(self) -> str:
+        rows = ", ".join(str(r) for r in self.rows[:5]) + (", ..." if len(self.rows) > 5 else "")
+        return f"{self.file}: {len(self.rows)} row(s) with {self.reason} (rows {rows}); e.g. row {self.rows[0]}: {self.details[0]}"
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "reason": self.reason, "count": len(self.rows), "rows": self.rows[:5], "examples": self.details[:5]}
+
+
+@dataclasses.dataclass
+class Split:
+    name: str
+    source: str
+    frame: pd.DataFrame
+    root: Path
+    present: dict[str, np.ndarray]
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+@dataclasses.dataclass
+class Splits:
+    """The checked tables of one manifest, and what was dropped on the way."""
+
+    manifest: Manifest
+    splits: dict[str, Split]
+    dropped: list[Problem]
+    classes: Optional[list[str]]
+
+    def __getitem__(self, name) -> Split:
+        return self.splits[name]
+
+
+# === Targets ===
+
+
+def label_text(value) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def target_values(manifest: Manifest, frame: pd.DataFrame):
+    """Per-row parsed targets and per-row problems [(row, detail)]."""
+    col = manifest.target.column
+    cells = frame[col].tolist()
+    problems, values = [], []
+    for i, v in enumerate(cells):
+        if cell_is_missing(v):
+            problems.append((i, "missing target", f"column '{col}' is empty"))
+            values.append(None)
+        elif manifest.task == "regression":
+            try:
+                x = float(v)
+                if not np.isfinite(x):
+                    raise ValueError
+                values.append(x)
+            except (TypeError, ValueError):
+                problems.append((i, "unparsable target", f"column '{col}' holds {v!r}, not a number"))
+                values.append(None)
+        elif manifest.task == "multilabel":
+            values.append(sorted({t.strip() for t in str(v).split(manifest.target.separator) if t.strip()}))
+        else:
+            values.append(label_text(v))
+    return values, problems
+
+
+def sort_labels(labels) -> list[str]:
+    try:
+        return sorted(labels, key=lambda s: (0, float(s), s))
+    except ValueError:
+        return sorted(labels)
+
+
+# === Loading ===
+
+
+def _check_columns(manifest: Manifest, frame: pd.DataFrame, file: str) -> None:
+    wanted = [(manifest.target.column, "target" if isinstance(manifest.raw.get("target"), str) else "target.column")]
+    for name, spec in manifest.inputs.items():
+        mod = MODALITIES.get(spec.modality)()
+        for col in mod.columns(spec.options):
+            wanted.append((col, f"inputs.{name}"))
+    for col, key in wanted:
+        if col not in frame.columns:
+            hint = did_you_mean(col, frame.columns)
+            cols = ", ".join(list(frame.columns)[:20]) + (", ..." if len(frame.columns) > 20 else "")
+            raise DataError(f"{file}: column '{col}' named by {key} is not in the table{hint} (columns: {cols})")
+
+
+def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_target: bool):
+    """(per-input presence, {reason: [(row, detail)]})."""
+    found: dict[str, list] = defaultdict(list)
+    present = {}
+    for name, spec in manifest.inputs.items():
+        mod = MODALITIES.get(spec.modality)()
+        result = mod.check(spec.options, frame, root)
+        present[name] = result.present
+        for row, reason, detail in result.problems:
+            found[reason].append((row, f"inputs.{name}: {detail}"))
+    if with_target:
+        _, tproblems = target_values(manifest, frame)
+        for row, reason, detail in tproblems:
+            found[reason].append((row, detail))
+    if present:
+        none = ~np.any(np.stack(list(present.values())), axis=0)
+        for row in np.where(none)[0]:
+            found["no input present"].append((int(row), "every input of the row is empty"))
+    return present, found
+
+
+def load_table_checked(manifest: Manifest, path: Path, with_target: bool = True):
+    """Read one table and check it. Returns (frame, root, presence, problems, dropped)."""
+    file = str(path)
+    frame = read_table(path)
+    if with_target:
+        _check_columns(manifest, frame, file)
+    else:
+        saved = manifest.target.column
+        _check_columns_inputs_only(manifest, frame, file)
+    root = manifest.media_root(path)
+    present, found = _row_problems(manifest, frame, root, with_target)
+    problems = [
+        Problem(file, reason, [r + 1 for r, _ in sorted(items)], [d for _, d in sorted(items)])
+        for reason, items in found.items()
+    ]
+    return frame, root, present, problems
+
+
+def _check_columns_inputs_only(manifest, frame, file):
+    for name, spec in manifest.inputs.items():
+        mod = MODALITIES.get(spec.modality)()
+        for col in mod.columns(spec.options):
+            if col not in frame.columns:
+                hint = did_you_mean(col, frame.columns)
+                raise DataError(f"{file}: column '{col}' named by inputs.{name} is not in the table{hint} (columns: {', '.join(frame.columns)})")
+
+
+def _apply_policy(manifest: Manifest, frame, present, problems, dropped: list[Problem]):
+    if not problems:
+        return frame, present
+    if manifest.data.on_error == "fail":
+        first = problems[0]
+        more = sum(len(p.rows) for p in problems[1:])
+        tail = f" (+{more} more bad rows)" if more else ""
+        raise DataError(f"{first.line()}{tail}; fix them, or set data.on_error: skip to drop them")
+    bad = sorted({r - 1 for p in problems for r in p.rows})
+    dropped.extend(problems)
+    keep = np.setdiff1d(np.arange(len(frame)), bad)
+    return frame.iloc[keep].reset_index(drop=True), {k: v[keep] for k, v in present.items()}
+
+
+def load_splits(manifest: Manifest) -> Splits:
+    """Every split of the manifest, checked, with bad rows handled by `data.on_error`."""
+    dropped: list[Problem] = []
+    splits: dict[str, Split] = {}
+    for name in SPLITS:
+        path = manifest.table_path(name)
+        if path is None:
+            continue
+        frame, root, present, problems = load_table_checked(manifest, path)
+        frame, present = _apply_policy(manifest, frame, present, problems, dropped)
+        if len(frame) == 0:
+            raise DataError(f"{path}: no usable rows left after dropping bad ones")
+        splits[name] = Split(name, str(path), frame, root, present)
+
+    train = splits["train"]
+    fractions = {s: getattr(manifest.data.split, s) for s in ("validation", "test") if s not in splits}
+    fractions = {k: v for k, v in fractions.items() if v > 0}
+    if fractions:
+        strata = None
+        if manifest.task == "classification" and manifest.data.split.stratify:
+            strata = np.array(target_values(manifest, train.frame)[0], dtype=object)
+            counts = pd.Series(strata).value_counts()
+            if counts.min() < 2:
+                strata = None  # a class seen once cannot be spread over splits
+        idx = split_indices(len(train.frame), fractions, manifest.data.split.seed, strata)
+        for name, rows in idx.items():
+            frame = train.frame.iloc[rows].reset_index(drop=True)
+            present = {k: v[rows] for k, v in train.present.items()}
+            source = train.source if name == "train" else f"{train.source} ({name} split, seed {manifest.data.split.seed})"
+            splits[name] = Split(name, source, frame, train.root, present)
+    if "validation" not in splits or splits["validation"].rows == 0:
+        raise DataError(f"{train.source}: too few rows for a validation split; add rows or give data.validation")
+
+    classes = None
+    if manifest.task in ("classification", "multilabel"):
+        classes = _classes(manifest, splits, dropped)
+    return Splits(manifest, splits, dropped, classes)
+
+
+def _classes(manifest: Manifest, splits: dict[str, Split], dropped: list[Problem]) -> list[str]:
+    train = splits["train"]
+    values = target_values(manifest, train.frame)[0]
+    if manifest.task == "multilabel":
+        seen = sorted({t for v in values for t in v})
+    else:
+        seen = sort_labels(set(values))
+    if len(seen) < 2:
+        what = "label" if manifest.task == "multilabel" else "class"
+        raise DataError(f"{train.source}: target '{manifest.target.column}' has {len(seen)} {what}(s) in training ({', '.join(seen)}); at least two are needed")
+    if manifest.task == "classification":
+        known = set(seen)
+        for name in ("validation", "test"):
+            if name not in splits:
+                continue
+            sp = splits[name]
+            vals = target_values(manifest, sp.frame)[0]
+            bad = [i for i, v in enumerate(vals) if v not in known]
+            if bad:
+                p = Problem(sp.source, "a class never seen in training", [i + 1 for i in bad], [f"label '{vals[i]}'" for i in bad])
+                frame, present = _apply_policy(manifest, sp.frame, sp.present, [p], dropped)
+                splits[name] = Split(name, sp.source, frame, sp.root, present)
+    return seen

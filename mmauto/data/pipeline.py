@@ -1,0 +1,228 @@
+"""Preprocessing state and tf.data pipelines.
+
+`Preprocessing` holds everything fitted on the training split (modality statistics, encoder
+vocabularies, the target's classes or scale) as JSON, and builds the graph functions that turn
+RAW values into model features. Training (tf.data) and serving (the SavedModel) call the very
+same functions, so they agree to the last bit.
+
+Pipeline: raw table values -> load (paths -> bytes) -> decode per modality (batched) -> cache ->
+shuffle/batch -> encoder preprocessing (tokenizers; cheap, per batch) -> model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from mmauto.data.checks import Split, Splits, target_values
+from mmauto.encoders import ENCODERS
+from mmauto.heads import Head, head_for
+from mmauto.manifest import Manifest
+from mmauto.modalities import MODALITIES
+
+DECODE_BATCH = 64
+
+
+def present_key(name: str) -> str:
+    return f"{name}__present"
+
+
+def feature_key(name: str, feat: str, prep: Optional[str] = None) -> str:
+    return f"{name}__{prep}__{feat}" if prep else f"{name}__{feat}"
+
+
+class Preprocessing:
+    """Fitted preprocessing of one manifest (JSON-serialisable `state`)."""
+
+    def __init__(self, manifest: Manifest, state: dict):
+        self.manifest = manifest
+        self.state = state
+        self.head: Head = head_for(manifest.task, state["target"].get("classes"), manifest.train.threshold)
+
+    # === Fitting ===
+
+    @classmethod
+    def fit(cls, manifest: Manifest, splits: Splits) -> "Preprocessing":
+        train = splits["train"]
+        state = {"inputs": {}, "target": {}}
+        for name, spec in manifest.inputs.items():
+            mod = MODALITIES.get(spec.modality)()
+            raw = mod.raw_values(name, spec.options, train.frame, train.root)
+            mstate = mod.fit_state(spec.options, raw)
+            preps = {}
+            for etype in candidates(spec):
+                enc = ENCODERS.get(etype)(spec, mstate)
+                key = enc.prep_key()
+                if key and key not in preps:
+                    preps[key] = enc.fit_prep(raw)
+            state["inputs"][name] = {"modality": mstate, "preps": preps, "encoders": candidates(spec)}
+        if manifest.task == "regression":
+            y = np.asarray(target_values(manifest, train.frame)[0], "float64")
+            std = float(y.std()) if len(y) > 1 else 1.0
+            state["target"] = {"mean": float(y.mean()), "std": std if std > 1e-12 else 1.0}
+        else:
+            state["target"] = {"classes": splits.classes}
+        return cls(manifest, state)
+
+    def to_json(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.state))
+
+    @classmethod
+    def from_json(cls, manifest: Manifest, path: Path) -> "Preprocessing":
+        return cls(manifest, json.loads(Path(path).read_text()))
+
+    # === Encoders and features ===
+
+    def candidates(self, name: str) -> list[str]:
+        return list(self.state["inputs"][name]["encoders"])
+
+    def encoder(self, name: str, etype: str):
+        spec = self.manifest.inputs[name]
+        istate = self.state["inputs"][name]
+        enc = ENCODERS.get(etype)(spec, istate["modality"])
+        key = enc.prep_key()
+        enc.prep_state = istate["preps"].get(key, {}) if key else {}
+        return enc
+
+    def modality(self, name: str):
+        return MODALITIES.get(self.manifest.inputs[name].modality)()
+
+    def decoded_spec(self) -> dict[str, tuple]:
+        """Cached features (after decoding, before encoder preprocessing)."""
+        out = {}
+        for name, spec in self.manifest.inputs.items():
+            fs = self.modality(name).feature_spec(spec.options, self.state["inputs"][name]["modality"])
+            out.update({feature_key(name, f): s for f, s in fs.items()})
+            out[present_key(name)] = ((), "float32")
+        return out
+
+    def encoder_inputs(self, name: str, etype: str) -> dict[str, tuple[str, tuple, str]]:
+        """What the encoder's Keras model reads: {feature: (model input key, shape, dtype)}."""
+        enc = self.encoder(name, etype)
+        key = enc.prep_key()
+        if key:
+            return {f: (feature_key(name, f, key), shape, dt) for f, (shape, dt) in enc.prep_spec(enc.prep_state).items()}
+        mstate = self.state["inputs"][name]["modality"]
+        fs = self.modality(name).feature_spec(self.manifest.inputs[name].options, mstate)
+        return {f: (feature_key(name, f), shape, dt) for f, (shape, dt) in fs.items()}
+
+    def serving_spec(self) -> dict[str, tuple]:
+        out = {}
+        for name, spec in self.manifest.inputs.items():
+            out.update(self.modality(name).serving_spec(name, spec.options))
+        return out
+
+    def graph(self, encoders: Optional[dict[str, str]] = None) -> "FeatureGraph":
+        """The graph functions for the given encoder choice (default: every candidate)."""
+        return FeatureGraph(self, encoders)
+
+    # === Raw values and datasets ===
+
+    def raw_values(self, frame, root: Path) -> dict[str, np.ndarray]:
+        out = {}
+        for name, spec in self.manifest.inputs.items():
+            out.update(self.modality(name).raw_values(name, spec.options, frame, root))
+        return out
+
+    def targets(self, frame) -> np.ndarray:
+        values, problems = target_values(self.manifest, frame)
+        if problems:
+            from mmauto.errors import DataError
+
+            row, reason, detail = problems[0]
+            raise DataError(f"row {row + 1}: {reason}: {detail}")
+        return self.head.encode(values, self.state["target"])
+
+    def decoded_dataset(self, frame, root: Path, with_targets: bool = True, cache: Optional[str] = None):
+        """Unbatched (features, target) or features: decoded once, cached."""
+        import tensorflow as tf
+
+        graph = self.graph({})  # decoding only: encoder preprocessing runs per batch later
+        raw = self.raw_values(frame, root)
+        ds = tf.data.Dataset.from_tensor_slices(raw)
+        ds = ds.map(graph.load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(DECODE_BATCH).map(graph.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+        if with_targets:
+            ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(self.targets(frame))))
+        return ds.cache(cache or "")
+
+    def batches(self, decoded, batch_size: int, encoders: dict[str, str], keys=None, shuffle_seed=None, size=None):
+        """Batched model inputs for one encoder choice, from a decoded (cached) dataset."""
+        import tensorflow as tf
+
+        graph = self.graph(encoders)
+        ds = decoded
+        if shuffle_seed is not None:
+            ds = ds.shuffle(min(size or 10000, 10000), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+
+        def prep(*item):
+            feats = graph.prep(item[0])
+            if keys is not None:
+                feats = {k: feats[k] for k in keys}
+            return (feats, *item[1:]) if len(item) > 1 else feats
+
+        return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def candidates(spec) -> list[str]:
+    t = spec.encoder.type
+    if t is None:
+        return list(MODALITIES.get(spec.modality).default_encoders)
+    return list(dict.fromkeys(t if isinstance(t, list) else [t]))
+
+
+class FeatureGraph:
+    """Decoders and encoder preprocessors for one encoder choice; holds the TF resources
+    (lookup tables, tokenizers) that export tracks."""
+
+    def __init__(self, prep: Preprocessing, encoders: Optional[dict[str, str]]):
+        self.p = prep
+        m = prep.manifest
+        self.decoders = {}
+        self.preps = {}  # (input, prep key) -> callable
+        for name, spec in m.inputs.items():
+            mstate = prep.state["inputs"][name]["modality"]
+            self.decoders[name] = prep.modality(name).make_decoder(name, spec.options, mstate)
+            chosen = prep.candidates(name) if encoders is None else ([encoders[name]] if name in encoders else [])
+            for etype in chosen:
+                enc = prep.encoder(name, etype)
+                key = enc.prep_key()
+                if key and (name, key) not in self.preps:
+                    self.preps[(name, key)] = enc.make_prep(enc.prep_state)
+
+    def resources(self) -> list:
+        """Every object holding TF state, for export to track."""
+        import tensorflow as tf
+
+        out = []
+        for obj in [*self.decoders.values(), *self.preps.values()]:
+            for v in vars(obj).values():
+                out.extend(x for x in (v if isinstance(v, list) else [v]) if isinstance(x, tf.__internal__.tracking.Trackable))
+        return out
+
+    def load(self, raw: dict) -> dict:
+        for name, spec in self.p.manifest.inputs.items():
+            raw = self.p.modality(name).load(name, spec.options, raw)
+        return raw
+
+    def decode(self, raw: dict) -> dict:
+        out = {}
+        for name, dec in self.decoders.items():
+            feats, present = dec(raw)
+            out.update({feature_key(name, f): v for f, v in feats.items()})
+            out[present_key(name)] = present
+        return out
+
+    def prep(self, decoded: dict) -> dict:
+        out = dict(decoded)
+        for (name, key), fn in self.preps.items():
+            feats = {f.split("__", 1)[1]: v for f, v in decoded.items() if f.startswith(f"{name}__")}
+            out.update({feature_key(name, f, key): v for f, v in fn(feats).items()})
+        return out
+
+    def __call__(self, raw: dict) -> dict:
+        return self.prep(self.decode(raw))

@@ -1,0 +1,72 @@
+"""Reading tables (CSV, TSV, Parquet, JSONL) and class-folder image directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmauto.errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A table as strings-or-numbers; a folder of class sub-folders becomes (image, label)."""
+    path = Path(path)
+    if path.is_dir():
+        return read_image_folder(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=True)
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix in (".jsonl", ".json"):
+            frame = pd.read_json(path, lines=suffix == ".jsonl")
+        else:
+            raise DataError(f"{path}: unsupported table format '{suffix}' (.csv, .tsv, .parquet, .jsonl)")
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the table is empty") from None
+    except Exception as exc:  # pandas/pyarrow raise many kinds for malformed files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read the table: {first}") from None
+    if len(frame) == 0:
+        raise DataError(f"{path}: the table has no rows")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame.reset_index(drop=True)
+
+
+def read_image_folder(path: Path) -> pd.DataFrame:
+    rows = []
+    for cls in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for f in sorted(cls.rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                rows.append((str(f.relative_to(path)), cls.name))
+    if not rows:
+        raise DataError(f"{path}: no images found in class sub-folders (expected {path}/<class>/<image>.png)")
+    return pd.DataFrame(rows, columns=["image", "label"])
+
+
+def split_indices(n: int, fractions: dict[str, float], seed: int, strata=None) -> dict[str, np.ndarray]:
+    """Deterministic split of range(n); stratified when `strata` (one label per row) is given.
+
+    Every split named in `fractions` gets at least one row of each stratum large enough to share.
+    """
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if strata is None else [np.where(strata == s)[0] for s in sorted(set(strata), key=str)]
+    out = {k: [] for k in ["train", *fractions]}
+    for idx in groups:
+        idx = idx[rng.permutation(len(idx))]
+        start = 0
+        for name, frac in fractions.items():
+            take = int(round(frac * len(idx)))
+            if frac > 0 and take == 0 and len(idx) >= 3:
+                take = 1
+            out[name].append(idx[start : start + take])
+            start += take
+        out["train"].append(idx[start:])
+    return {k: np.sort(np.concatenate(v)) if v else np.array([], dtype=int) for k, v in out.items()}

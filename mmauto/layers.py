@@ -1,0 +1,123 @@
+"""Small Keras building blocks shared by encoders and fusions. Every name is scoped by the
+caller (the user's input name or the fusion's name), never by a global counter."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+# === Layers ===
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class MissingGate(layers.Layer):
+    """Replaces a modality's pooled vector and tokens by a learned "missing" embedding where
+    the modality is absent, and (in training) at random with rate `dropout` (modality dropout).
+
+    The same learned embedding serves genuinely missing rows and dropped ones, so what the
+    model learns under modality dropout is what it uses at serving time for an empty input.
+    """
+
+    def __init__(self, dropout: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = float(dropout)
+        self.seed = seed
+        self.seed_gen = keras.random.SeedGenerator(seed)
+
+    def build(self, pooled_shape, present_shape=None, tokens_shape=None):
+        self.missing = self.add_weight(name="missing", shape=(pooled_shape[-1],), initializer="zeros")
+
+    def call(self, pooled, present, tokens=None, training=False):
+        keep = ops.cast(ops.reshape(present, (-1, 1)), pooled.dtype)
+        if training and self.dropout > 0:
+            draw = keras.random.uniform(ops.shape(keep), seed=self.seed_gen)
+            keep = keep * ops.cast(draw >= self.dropout, keep.dtype)
+        missing = ops.cast(self.missing, pooled.dtype)
+        pooled = keep * pooled + (1.0 - keep) * missing
+        if tokens is None:
+            return pooled, keep
+        k3 = ops.expand_dims(keep, 1)
+        tokens = k3 * tokens + (1.0 - k3) * missing
+        return pooled, keep, tokens
+
+    def get_config(self):
+        return {**super().get_config(), "dropout": self.dropout, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class PositionEmbedding(layers.Layer):
+    """Learned absolute positions added to a (B, T, D) sequence."""
+
+    def build(self, shape):
+        self.pos = self.add_weight(name="pos", shape=(shape[1], shape[2]), initializer="zeros")
+
+    def call(self, x):
+        return x + ops.cast(self.pos, x.dtype)
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class ClsToken(layers.Layer):
+    """Prepends one learned token to a (B, T, D) sequence."""
+
+    def build(self, shape):
+        self.cls = self.add_weight(name="cls", shape=(1, 1, shape[-1]), initializer="zeros")
+
+    def call(self, x):
+        b = ops.shape(x)[0]
+        return ops.concatenate([ops.tile(ops.cast(self.cls, x.dtype), (b, 1, 1)), x], axis=1)
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class NumericTokens(layers.Layer):
+    """FT-Transformer feature tokenizer for numbers: token_f = x_f * W_f + b_f."""
+
+    def __init__(self, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+
+    def build(self, shape):
+        self.w = self.add_weight(name="w", shape=(shape[-1], self.width), initializer="glorot_uniform")
+        self.b = self.add_weight(name="b", shape=(shape[-1], self.width), initializer="zeros")
+
+    def call(self, x):
+        return ops.expand_dims(x, -1) * ops.cast(self.w, x.dtype) + ops.cast(self.b, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class WeightedSum(layers.Layer):
+    """Combines a list of same-shaped tensors with learned softmax weights (late fusion)."""
+
+    def build(self, shapes):
+        self.logits = self.add_weight(name="logits", shape=(len(shapes),), initializer="zeros")
+
+    def call(self, xs):
+        w = ops.softmax(ops.cast(self.logits, xs[0].dtype))
+        return sum(w[i] * x for i, x in enumerate(xs))
+
+
+# === Blocks ===
+
+
+def transformer_block(x, heads: int, width: int, dropout: float, name: str, context=None):
+    """Pre-norm attention block. With `context`, x attends to it (cross-attention)."""
+    h = layers.LayerNormalization(name=f"{name}_ln1")(x)
+    kv = h if context is None else layers.LayerNormalization(name=f"{name}_lnc")(context)
+    h = layers.MultiHeadAttention(heads, max(1, width // heads), dropout=dropout, name=f"{name}_mha")(h, kv)
+    x = layers.Add(name=f"{name}_add1")([x, h])
+    h = layers.LayerNormalization(name=f"{name}_ln2")(x)
+    h = layers.Dense(2 * width, activation="gelu", name=f"{name}_ff1")(h)
+    h = layers.Dropout(dropout, name=f"{name}_drop")(h)
+    h = layers.Dense(width, name=f"{name}_ff2")(h)
+    return layers.Add(name=f"{name}_add2")([x, h])
+
+
+def mlp(x, width: int, depth: int, dropout: float, name: str):
+    for i in range(depth):
+        x = layers.Dense(width, activation="relu", name=f"{name}_dense{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"{name}_drop{i}")(x)
+    return x

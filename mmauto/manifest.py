@@ -1,0 +1,402 @@
+"""The dataset manifest: a typed schema, validated once, at the edge.
+
+Validation runs in two steps: the shared fields first, then each input's options against the
+schema its modality registers. Every problem is a `ManifestError` naming the file, the key
+path and what is valid. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from mmauto.errors import ManifestError, did_you_mean, one_of
+from mmauto.schema import Strict, validate_model
+
+TASKS = ("classification", "multilabel", "regression")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json")
+INPUT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+# === Shared schema ===
+
+
+class SplitSpec(Strict):
+    validation: float = Field(0.15, ge=0.0, lt=0.9)
+    test: float = Field(0.15, ge=0.0, lt=0.9)
+    seed: int = 42
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _sum(self):
+        if self.validation + self.test >= 0.9:
+            raise ValueError("validation + test must leave at least 10% of the rows for training")
+        return self
+
+
+class DataSpec(Strict):
+    train: str
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    split: SplitSpec = SplitSpec()
+    root: Optional[str] = None
+    on_error: Literal["fail", "skip"] = "fail"
+
+
+class TargetSpec(Strict):
+    column: str
+    separator: str = "|"
+
+
+class EncoderSpec(Strict):
+    """`type` unset: searched among the modality's encoders; a list: searched among those."""
+
+    type: Union[str, list[str], None] = None
+    preset: Optional[str] = None
+    trainable: Union[bool, int, None] = None
+    width: Optional[int] = Field(None, ge=2, le=4096)
+    depth: Optional[int] = Field(None, ge=1, le=24)
+
+    @field_validator("type")
+    @classmethod
+    def _nonempty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one encoder type, or leave the key out to search all")
+        return v
+
+
+def _range_or_choice(v, kind):
+    """A space entry: one value (pinned), a list (choices) or {min, max} (a range)."""
+    if v is None or isinstance(v, kind) and not isinstance(v, bool) or (kind is bool and isinstance(v, bool)):
+        return v
+    if isinstance(v, list) and v and all(isinstance(x, kind) and (kind is bool or not isinstance(x, bool)) for x in v):
+        return v
+    if isinstance(v, dict) and set(v) == {"min", "max"} and kind in (int, float):
+        lo, hi = v["min"], v["max"]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (lo, hi)) or lo > hi:
+            raise ValueError(f"expected {{min, max}} with min <= max, got {v}")
+        return {"min": lo, "max": hi}
+    what = {int: "a whole number", float: "a number", str: "a name", bool: "true or false"}[kind]
+    extra = ", or {min: .., max: ..}" if kind in (int, float) else ""
+    raise ValueError(f"expected {what} (pinned), a list of them (searched){extra}, got {v!r}")
+
+
+class SpaceSpec(Strict):
+    """Narrows or widens the search space. One value pins, a list or {min, max} is searched."""
+
+    fusion: Any = None
+    depth: Any = None
+    heads: Any = None
+    width: Any = None
+    dropout: Any = None
+    learning_rate: Any = None
+    batch_size: Any = None
+    modality_dropout: Any = None
+    hybrid: Any = None
+    contrastive_weight: Any = None
+    reconstruction_weight: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds(cls, data):
+        if not isinstance(data, dict):
+            return data
+        kinds = {"fusion": str, "depth": int, "heads": int, "width": int, "dropout": float,
+                 "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool,
+                 "contrastive_weight": float, "reconstruction_weight": float}
+        out = dict(data)
+        for key, kind in kinds.items():
+            if key in out:
+                value = out[key]
+                if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                    value = float(value)
+                if kind is float and isinstance(value, list):
+                    value = [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in value]
+                try:
+                    out[key] = _range_or_choice(value, kind)
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
+        return out
+
+
+class SearchSpec(Strict):
+    tuner: Literal["random", "bayesian", "hyperband"] = "bayesian"
+    max_trials: int = Field(10, ge=1, le=100000)
+    time_budget: Union[str, int, float, None] = None
+    objective: Optional[str] = None
+    max_failures: int = Field(5, ge=1, le=1000)
+    space: SpaceSpec = SpaceSpec()
+
+    @field_validator("time_budget")
+    @classmethod
+    def _budget(cls, v):
+        if v is None:
+            return v
+        parse_duration(v)
+        return v
+
+    def budget_seconds(self) -> Optional[float]:
+        return None if self.time_budget is None else parse_duration(self.time_budget)
+
+
+class TrainSpec(Strict):
+    epochs: int = Field(20, ge=1, le=100000)
+    batch_size: Optional[int] = Field(None, ge=1, le=65536)
+    learning_rate: Optional[float] = Field(None, gt=0, le=10)
+    early_stopping: Union[bool, int] = 3
+    modality_dropout: Optional[float] = Field(None, ge=0, le=0.9)
+    contrastive_weight: Optional[float] = Field(None, ge=0, le=10)
+    reconstruction_weight: Optional[float] = Field(None, ge=0, le=10)
+    class_weight: Optional[Literal["balanced"]] = None
+    seed: int = 42
+    mixed_precision: bool = False
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class ExportSpec(Strict):
+    dir: str = "model"
+    formats: list[Literal["saved_model"]] = ["saved_model"]
+
+
+class ManifestSpec(Strict):
+    version: Literal[1] = 1
+    name: Optional[str] = None
+    extends: Optional[str] = None
+    task: Literal["classification", "multilabel", "regression"]
+    data: DataSpec
+    target: Union[str, TargetSpec]
+    inputs: dict[str, dict]
+    search: SearchSpec = SearchSpec()
+    train: TrainSpec = TrainSpec()
+    export: ExportSpec = ExportSpec()
+
+    @field_validator("inputs")
+    @classmethod
+    def _some(cls, v):
+        if not v:
+            raise ValueError("name at least one input")
+        return v
+
+
+# === Resolved manifest ===
+
+
+@dataclasses.dataclass
+class InputSpec:
+    """One named input after both validation steps."""
+
+    name: str
+    modality: str
+    options: Any  # the modality's Options model
+    encoder: EncoderSpec
+
+    def to_dict(self) -> dict:
+        d = {"modality": self.modality, **self.options.model_dump()}
+        enc = self.encoder.model_dump(exclude_none=True)
+        if enc:
+            d["encoder"] = enc
+        return d
+
+
+@dataclasses.dataclass
+class Manifest:
+    """A validated manifest; paths are absolute."""
+
+    path: Path
+    name: str
+    task: str
+    data: DataSpec
+    target: TargetSpec
+    inputs: dict[str, InputSpec]
+    search: SearchSpec
+    train: TrainSpec
+    export: ExportSpec
+    raw: dict  # the merged YAML as written (after `extends:`), for the model card and resume checks
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def table_path(self, split: str) -> Optional[Path]:
+        value = getattr(self.data, split)
+        return None if value is None else (self.path.parent / value).resolve()
+
+    def media_root(self, table: Path) -> Path:
+        if self.data.root:
+            return (self.path.parent / self.data.root).resolve()
+        return table if table.is_dir() else table.parent
+
+    def to_dict(self) -> dict:
+        return {
+            "version": 1,
+            "name": self.name,
+            "task": self.task,
+            "data": self.data.model_dump(),
+            "target": self.target.model_dump(),
+            "inputs": {k: v.to_dict() for k, v in self.inputs.items()},
+            "search": self.search.model_dump(),
+            "train": self.train.model_dump(),
+            "export": self.export.model_dump(),
+        }
+
+
+# === Loading ===
+
+
+def parse_duration(value) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"expected a positive duration, got {value}")
+        return float(value)
+    m = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(value))
+    if not m or not any(m.groups()):
+        raise ValueError(f"expected a duration like 90s, 30m or 2h, got {value!r}")
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    total = h * 3600 + mi * 60 + s
+    if total <= 0:
+        raise ValueError(f"expected a positive duration, got {value!r}")
+    return total
+
+
+def read_yaml(path: Path, where: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(where, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(where, "", f"cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ManifestError(where, "", f"YAML syntax error at {line}{exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(where, "", f"YAML syntax error: {exc}") from None
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _apply_extends(data: dict, where: str) -> dict:
+    name = data.get("extends")
+    if name is None:
+        return data
+    from mmauto import recipes
+
+    if not isinstance(name, str) or name not in recipes.names():
+        raise ManifestError(where, "extends", one_of(name, recipes.names(), "recipe"))
+    base = recipes.load(name)
+    base.pop("extends", None)
+    merged = deep_merge(base, {k: v for k, v in data.items() if k != "extends"})
+    merged["extends"] = name
+    return merged
+
+
+def load_manifest(path, overrides: Optional[dict] = None) -> Manifest:
+    """Read, merge (`extends:`), validate and resolve a manifest file."""
+    path = Path(path).resolve() if path else Path("manifest.yaml").resolve()
+    where = str(path)
+    data = read_yaml(path, where)
+    if not isinstance(data, dict):
+        raise ManifestError(where, "", "expected a mapping of keys (task, data, target, inputs, ...) at the top")
+    data = _apply_extends(data, where)
+    if overrides:
+        data = deep_merge(data, overrides)
+    spec = validate_model(ManifestSpec, data, where)
+    return resolve(spec, data, path)
+
+
+def resolve(spec: ManifestSpec, raw: dict, path: Path) -> Manifest:
+    where = str(path)
+    from mmauto.modalities import MODALITIES
+
+    target = spec.target if isinstance(spec.target, TargetSpec) else TargetSpec(column=spec.target)
+    if spec.task != "multilabel" and isinstance(spec.target, TargetSpec) and "separator" in (raw.get("target") or {}):
+        raise ManifestError(where, "target.separator", "only a multilabel task splits its target; remove it")
+
+    inputs: dict[str, InputSpec] = {}
+    serving_keys: dict[str, str] = {}
+    for name, body in spec.inputs.items():
+        key = f"inputs.{name}"
+        if not isinstance(name, str) or not INPUT_NAME.match(name) or "__" in name:
+            raise ManifestError(where, key, "an input name starts with a letter and holds only letters, digits and single underscores")
+        if not isinstance(body, dict):
+            raise ManifestError(where, key, "expected a mapping with at least `modality` and its columns")
+        body = dict(body)
+        modality = body.pop("modality", None)
+        if modality is None:
+            raise ManifestError(where, f"{key}.modality", f"required key is missing ({', '.join(MODALITIES.names())})")
+        if modality not in MODALITIES:
+            raise ManifestError(where, f"{key}.modality", one_of(modality, MODALITIES.names(), "modality"))
+        encoder_raw = body.pop("encoder", None) or {}
+        mod = MODALITIES.get(modality)()
+        options = validate_model(mod.Options, body, where, (("inputs", name)))
+        encoder = validate_model(EncoderSpec, encoder_raw, where, ("inputs", name, "encoder"))
+        _check_encoder(where, f"{key}.encoder", modality, encoder)
+        inputs[name] = InputSpec(name, modality, options, encoder)
+        for skey in mod.serving_spec(name, options):
+            if skey in serving_keys:
+                raise ManifestError(where, key, f"serving input '{skey}' is also used by inputs.{serving_keys[skey]}; rename one")
+            serving_keys[skey] = name
+        for col in mod.columns(options):
+            if col == target.column:
+                raise ManifestError(where, key, f"column '{col}' is the target; an input cannot read it")
+
+    space = spec.search.space
+    if space.fusion is not None:
+        from mmauto.fusion import FUSIONS
+
+        for f in space.fusion if isinstance(space.fusion, list) else [space.fusion]:
+            if f not in FUSIONS:
+                raise ManifestError(where, "search.space.fusion", one_of(f, FUSIONS.names(), "fusion"))
+    if spec.search.objective is not None and not re.fullmatch(r"(val_)?[a-z0-9_]+", spec.search.objective):
+        raise ManifestError(where, "search.objective", f"expected a metric name such as val_loss, got {spec.search.objective!r}")
+
+    for split in ("train", "validation", "test"):
+        value = getattr(spec.data, split)
+        if value is None:
+            continue
+        p = (path.parent / value).resolve()
+        if not p.exists():
+            raise ManifestError(where, f"data.{split}", f"not found: {p}")
+        if p.is_dir():
+            continue
+        if p.suffix.lower() not in TABLE_SUFFIXES:
+            raise ManifestError(where, f"data.{split}", f"unsupported table '{p.name}' ({', '.join(TABLE_SUFFIXES)}, or a folder of class sub-folders of images)")
+    if spec.data.root is not None and not (path.parent / spec.data.root).is_dir():
+        raise ManifestError(where, "data.root", f"not a folder: {(path.parent / spec.data.root).resolve()}")
+
+    name = spec.name or path.stem
+    return Manifest(path, name, spec.task, spec.data, target, inputs, spec.search, spec.train, spec.export, raw)
+
+
+def _check_encoder(where, key, modality, encoder: EncoderSpec):
+    from mmauto.encoders import ENCODERS
+
+    valid = [n for n, cls in ENCODERS.items() if modality in cls.modalities]
+    if encoder.preset and encoder.type is None:
+        encoder.type = "keras_hub"  # a preset says which encoder it is
+    types = encoder.type if isinstance(encoder.type, list) else ([encoder.type] if encoder.type else [])
+    for t in types:
+        if t not in valid:
+            raise ManifestError(where, f"{key}.type", one_of(t, valid, f"{modality} encoder"))
+    if "keras_hub" in types and not encoder.preset:
+        raise ManifestError(where, f"{key}.preset", "a keras_hub encoder needs a preset name or a local preset folder")
+    if encoder.preset and types and "keras_hub" not in types:
+        raise ManifestError(where, f"{key}.preset", "only the keras_hub encoder takes a preset; add type: keras_hub")
+    if isinstance(encoder.trainable, int) and not isinstance(encoder.trainable, bool) and encoder.trainable < 0:
+        raise ManifestError(where, f"{key}.trainable", f"expected true, false or a number of last blocks >= 0, got {encoder.trainable}")

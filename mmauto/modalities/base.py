@@ -1,0 +1,92 @@
+"""The contract every modality module fulfils.
+
+A modality turns table cells into RAW serving values (bytes, strings, numbers), checks them
+row by row before anything trains, and decodes raw values into model-ready tensors with
+TensorFlow graph ops only. The same `decode` runs inside tf.data and inside the exported
+SavedModel, which is what makes `mmauto predict` and TF Serving agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mmauto.registry import Registry
+from mmauto.schema import Strict
+
+MODALITIES: Registry = Registry("modality", "mmauto.modalities")
+
+
+@dataclasses.dataclass
+class RowProblems:
+    """What a modality found in one table: a presence mask and row-level problems."""
+
+    present: np.ndarray  # bool per row: the cell holds a value (missing is not an error)
+    problems: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)  # (row, reason, detail)
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Modality:
+    """Base class; subclasses register with `@MODALITIES.register(name)`."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[Strict]]
+    # Encoders searched when the manifest leaves `encoder.type` unset (first one is the default).
+    default_encoders: ClassVar[tuple[str, ...]] = ()
+
+    # --- table side (no TensorFlow) -------------------------------------------------------
+    def columns(self, opts) -> list[str]:
+        return [opts.column]
+
+    def check(self, opts, frame, root: Path) -> RowProblems:
+        raise NotImplementedError
+
+    def raw_values(self, input_name: str, opts, frame, root: Path) -> dict[str, np.ndarray]:
+        """Training-time values, keyed like the serving inputs (paths for media files)."""
+        raise NotImplementedError
+
+    def fit_state(self, opts, raw_train: dict[str, np.ndarray]) -> dict:
+        """JSON-serialisable statistics of the training split (vocabularies, means)."""
+        return {}
+
+    # --- graph side -------------------------------------------------------------------------
+    def serving_spec(self, input_name: str, opts) -> dict[str, tuple[tuple, str]]:
+        """Serving inputs: key -> (shape, dtype name); the batch dimension is included."""
+        raise NotImplementedError
+
+    def load(self, input_name: str, opts, raw: dict) -> dict:
+        """Per-element training-time loading (paths -> bytes); identity by default."""
+        return raw
+
+    def make_decoder(self, input_name: str, opts, state: dict):
+        """A callable `raw batch dict -> (features dict, present float32 [N])`.
+
+        Returned objects may hold TF resources (lookup tables); they are tracked by export.
+        """
+        raise NotImplementedError
+
+    def feature_spec(self, opts, state: dict) -> dict[str, tuple[tuple, str]]:
+        """Decoded features: key -> (shape without batch, dtype name)."""
+        raise NotImplementedError
+
+    def example(self, input_name: str, opts) -> dict[str, Any]:
+        """A JSON-friendly example of each serving input for the model card."""
+        return {}
+
+
+def cell_is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def resolve_path(value, root: Path) -> str:
+    if cell_is_missing(value):
+        return ""
+    p = Path(str(value).strip())
+    return str(p if p.is_absolute() else (root / p))

@@ -1,0 +1,109 @@
+"""Images: a column of file paths (JPEG, PNG, BMP, GIF); served as encoded bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import field_validator
+
+from mmauto.modalities.base import MODALITIES, Modality, RowProblems, resolve_path
+from mmauto.schema import Strict
+
+# What tf.io.decode_image reads, in-graph, in TF Serving as well.
+_FORMATS = {"JPEG", "PNG", "BMP", "GIF", "MPO"}
+
+
+class ImageOptions(Strict):
+    column: str
+    size: list[int] = [128, 128]
+    channels: Literal[1, 3] = 3
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, v):
+        if not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise ValueError(f"expected [height, width], got {list(v) if isinstance(v, (list, tuple)) else v!r}")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and 8 <= x <= 4096 for x in v):
+            raise ValueError(f"expected two whole numbers from 8 to 4096, got {list(v)}")
+        return list(v)
+
+
+@MODALITIES.register("image")
+class Image(Modality):
+    Options = ImageOptions
+    default_encoders = ("cnn",)
+
+    def check(self, opts, frame, root: Path) -> RowProblems:
+        from PIL import Image as PILImage
+
+        paths = [resolve_path(v, root) for v in frame[opts.column].tolist()]
+        present = np.array([bool(p) for p in paths])
+        problems = []
+        for i, p in enumerate(paths):
+            if not p:
+                continue
+            if not Path(p).is_file():
+                problems.append((i, "missing media file", f"{p} not found"))
+                continue
+            try:
+                with PILImage.open(p) as im:
+                    fmt = im.format
+                    im.verify()
+            except Exception as exc:  # PIL raises many kinds for broken files
+                problems.append((i, "corrupt image", f"{p}: {type(exc).__name__}"))
+                continue
+            if fmt not in _FORMATS:
+                problems.append((i, "unsupported image format", f"{p} is {fmt} (JPEG, PNG, BMP, GIF)"))
+        return RowProblems(present=present, problems=problems)
+
+    def raw_values(self, input_name, opts, frame, root):
+        return {input_name: np.array([resolve_path(v, root) for v in frame[opts.column].tolist()], dtype=object)}
+
+    def serving_spec(self, input_name, opts):
+        return {input_name: ((None,), "string")}
+
+    def load(self, input_name, opts, raw):
+        import tensorflow as tf
+
+        path = raw[input_name]
+        raw = dict(raw)
+        raw[input_name] = tf.cond(tf.strings.length(path) > 0, lambda: tf.io.read_file(path), lambda: tf.constant(""))
+        return raw
+
+    def make_decoder(self, input_name, opts, state):
+        return ImageDecoder(input_name, tuple(opts.size), opts.channels)
+
+    def feature_spec(self, opts, state):
+        return {"image": ((*opts.size, opts.channels), "float32")}
+
+    def example(self, input_name, opts):
+        return {input_name: {"b64": "<base64 of a JPEG or PNG file>"}}
+
+
+class ImageDecoder:
+    """Encoded bytes -> float32 [N, H, W, C] in [0, 255]; empty bytes are a missing image."""
+
+    def __init__(self, input_name, size, channels):
+        self.input_name, self.size, self.channels = input_name, size, channels
+
+    def __call__(self, raw):
+        import tensorflow as tf
+
+        h, w = self.size
+
+        def one(data):
+            def decode():
+                img = tf.io.decode_image(data, channels=self.channels, expand_animations=False)
+                img = tf.image.resize(tf.cast(img, tf.float32), (h, w), antialias=True)
+                return tf.clip_by_value(img, 0.0, 255.0)
+
+            return tf.cond(
+                tf.strings.length(data) > 0, decode, lambda: tf.zeros((h, w, self.channels), tf.float32)
+            )
+
+        data = raw[self.input_name]
+        images = tf.map_fn(one, data, fn_output_signature=tf.TensorSpec((h, w, self.channels), tf.float32))
+        present = tf.cast(tf.strings.length(data) > 0, tf.float32)
+        return {"image": images}, present

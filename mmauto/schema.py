@@ -1,0 +1,110 @@
+"""Schema helpers shared by the manifest and by every modality's options: a strict base model,
+and the translation of pydantic's errors into our one-line `ManifestError`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mmauto.errors import ManifestError, did_you_mean
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; values are not silently coerced across kinds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, protected_namespaces=())
+
+
+def key_path(parts) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, dict):
+        text = "a mapping"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _visible(loc) -> list:
+    # pydantic inserts union-member and function names (e.g. "str", "list[str]") into the
+    # location; the user never wrote those.
+    return [p for p in loc if not (isinstance(p, str) and re.search(r"[\[\]()]|^(str|int|float|bool)$", p))]
+
+
+def explain(err: dict, model: type[BaseModel] | None, prefix: tuple = ()) -> tuple[str, str]:
+    """(key path, message) for one pydantic error."""
+    loc = _visible(err.get("loc", ()))
+    kind = err.get("type", "")
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        parent, bad = loc[:-1], loc[-1]
+        valid = _fields_at(model, parent)
+        hint = did_you_mean(bad, valid)
+        what = f"unknown key '{bad}'{hint}"
+        if valid:
+            what += f" (valid keys: {', '.join(valid)})"
+        return key_path(prefix + tuple(parent)), what
+    path = key_path(prefix + tuple(loc))
+    if kind == "missing":
+        return path, "required key is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = re.findall(r"'([^']*)'", expected)
+        return path, f"unknown value {_short(value)}{did_you_mean(value, choices)} (expected {expected})"
+    if kind in ("value_error", "assertion_error"):
+        msg = str(err.get("ctx", {}).get("error", err.get("msg", "")))
+        return path, msg
+    msg = err.get("msg", "invalid value")
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    return path, f"{msg}, got {_short(value)}"
+
+
+def _fields_at(model, parent) -> list[str]:
+    """The valid keys of the sub-model at `parent` (best effort; [] when unknown)."""
+    try:
+        cur = model
+        for p in parent:
+            if cur is None:
+                return []
+            if isinstance(p, int):
+                continue
+            field = cur.model_fields.get(p)
+            if field is None:
+                return []
+            cur = _model_of(field.annotation)
+        return sorted(cur.model_fields) if cur is not None else []
+    except Exception:
+        return []
+
+
+def _model_of(annotation):
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        m = _model_of(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def validate_model(model: type[BaseModel], data: Any, where: str, prefix: tuple = ()):
+    """`model.model_validate(data)`, raising the first error as a ManifestError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # A value error from our own validators says more than the union noise around it.
+        errors.sort(key=lambda e: e.get("type") not in ("value_error", "extra_forbidden", "missing"))
+        key, what = explain(errors[0], model, prefix)
+        raise ManifestError(where, key, what) from None

@@ -1,0 +1,30 @@
+"""What `mmauto validate` reports: rows per split, presence per input, classes, dropped rows."""
+
+from __future__ import annotations
+
+from mmauto.data.checks import Splits
+from mmauto.modalities import MODALITIES
+
+
+def summarize(splits: Splits) -> dict:
+    m = splits.manifest
+    out = {
+        "manifest": str(m.path),
+        "name": m.name,
+        "task": m.task,
+        "target": m.target.column,
+        "splits": {k: {"rows": s.rows, "source": s.source} for k, s in splits.splits.items()},
+        "inputs": [],
+        "classes": splits.classes,
+        "dropped": [p.to_dict() for p in splits.dropped],
+        "dropped_rows": sum(len(p.rows) for p in splits.dropped),
+    }
+    for name, spec in m.inputs.items():
+        mod = MODALITIES.get(spec.modality)()
+        out["inputs"].append({
+            "name": name,
+            "modality": spec.modality,
+            "columns": mod.columns(spec.options),
+            "missing": {k: int((~s.present[name]).sum()) for k, s in splits.splits.items()},
+        })
+    return out

@@ -1,0 +1,64 @@
+"""The CLI as a user runs it: a subprocess, exit codes, one-line errors, no TF for --help."""
+
+import json
+import subprocess
+import sys
+
+from conftest import run_cli
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys; from typer.testing import CliRunner; from mmauto_cli.main import app;"
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
+        "bad = [m for m in ('tensorflow', 'keras', 'keras_hub', 'pandas') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_version():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("mmauto ")
+
+
+def test_demo_then_validate_json(tmp_path):
+    r = run_cli("demo", "--out", tmp_path / "d", "--rows", "40")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("validate", tmp_path / "d" / "manifest.yaml", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["ok"] and [i["name"] for i in data["inputs"]] == ["photo", "review", "voice", "meta"]
+    assert sum(s["rows"] for s in data["splits"].values()) == 40
+
+
+def test_validate_table_output(demo_dir):
+    r = run_cli("validate", demo_dir / "manifest.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "photo" in r.stdout and "ok" in r.stdout
+
+
+def test_user_error_is_one_line_exit_2(tmp_path):
+    (tmp_path / "m.yaml").write_text("task: classification\ndata: {train: x.csv}\ntarget: y\ninputs: {a: {modality: imgae}}\n")
+    r = run_cli("validate", tmp_path / "m.yaml")
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "m.yaml: inputs.a.modality: unknown modality 'imgae'; did you mean 'image'?" in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_debug_shows_traceback(tmp_path):
+    r = run_cli("validate", tmp_path / "none.yaml", env={"MMAUTO_DEBUG": "1"})
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_recipes_from_another_folder(tmp_path):
+    r = run_cli("recipes", "list", "--json", cwd=tmp_path)
+    assert r.returncode == 0
+    names = [x["name"] for x in json.loads(r.stdout)]
+    assert "quick" in names
+    r = run_cli("recipes", "init", "quick", "--out", "m.yaml", cwd=tmp_path)
+    assert r.returncode == 0 and "extends: quick" in (tmp_path / "m.yaml").read_text()
+    r = run_cli("recipes", "show", "quik", cwd=tmp_path)
+    assert r.returncode == 2 and "did you mean 'quick'" in r.stderr

@@ -1,0 +1,158 @@
+"""The data layer: checks under both error policies, splits, and tf.data shapes per modality."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mmauto.data.checks import load_splits
+from mmauto.errors import DataError
+from mmauto.manifest import load_manifest
+
+
+def edit(demo, fn=None, manifest=None):
+    """Change the demo table (fn(frame) -> frame) and/or manifest keys; returns the manifest path."""
+    if fn is not None:
+        frame = pd.read_csv(demo / "train.csv")
+        fn(frame).to_csv(demo / "train.csv", index=False)
+    if manifest:
+        data = yaml.safe_load((demo / "manifest.yaml").read_text())
+        for k, v in manifest.items():
+            data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+        (demo / "manifest.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return demo / "manifest.yaml"
+
+
+def set_cell(row, col, value):
+    def fn(frame):
+        frame[col] = frame[col].astype(object)
+        frame.loc[row, col] = value
+        return frame
+
+    return fn
+
+
+def test_demo_validates(demo_copy):
+    splits = load_splits(load_manifest(demo_copy / "manifest.yaml"))
+    assert sum(s.rows for s in splits.splits.values()) == 120
+    assert set(splits.splits) == {"train", "validation", "test"}
+    assert splits.classes == ["high", "low", "mid"]
+
+
+def test_split_is_deterministic_and_stratified(demo_copy):
+    a = load_splits(load_manifest(demo_copy / "manifest.yaml"))
+    b = load_splits(load_manifest(demo_copy / "manifest.yaml"))
+    assert a["test"].frame["id"].tolist() == b["test"].frame["id"].tolist()
+    assert set(a["test"].frame["label"]) == {"high", "low", "mid"}
+    assert not set(a["train"].frame["id"]) & set(a["test"].frame["id"])
+
+
+@pytest.mark.parametrize(
+    "col,value,reason",
+    [
+        ("image", "images/none.png", "missing media file"),
+        ("audio", "audio/none.wav", "missing media file"),
+        ("price", "cheap", "unparsable number"),
+        ("label", None, "missing target"),
+    ],
+)
+def test_bad_rows_fail_then_skip(demo_copy, col, value, reason):
+    path = edit(demo_copy, set_cell(3, col, value))
+    with pytest.raises(DataError) as err:
+        load_splits(load_manifest(path))
+    msg = str(err.value)
+    assert reason in msg and "row 4" in msg and "train.csv" in msg and "on_error: skip" in msg
+    edit(demo_copy, manifest={"data": {"on_error": "skip"}})
+    splits = load_splits(load_manifest(path))
+    assert sum(s.rows for s in splits.splits.values()) == 119
+    assert [p.reason for p in splits.dropped] == [reason] and splits.dropped[0].rows == [4]
+
+
+def test_corrupt_files(demo_copy):
+    (demo_copy / "images" / "img_00002.png").write_bytes(b"not a png at all")
+    (demo_copy / "audio" / "clip_00005.wav").write_bytes(b"RIFF....WAVEjunk")
+    path = demo_copy / "manifest.yaml"
+    with pytest.raises(DataError, match="corrupt image"):
+        load_splits(load_manifest(path))
+    edit(demo_copy, manifest={"data": {"on_error": "skip"}})
+    splits = load_splits(load_manifest(path))
+    assert sorted(p.reason for p in splits.dropped) == ["corrupt audio", "corrupt image"]
+    assert sum(s.rows for s in splits.splits.values()) == 118
+
+
+def test_empty_cells_are_missing_not_errors(demo_copy):
+    path = edit(demo_copy, lambda f: f.assign(image=[None if i < 5 else v for i, v in enumerate(f["image"])]))
+    splits = load_splits(load_manifest(path))
+    assert not splits.dropped
+    assert sum(int((~s.present["photo"]).sum()) for s in splits.splits.values()) == 5
+
+
+def test_missing_column_names_the_key(demo_copy):
+    path = edit(demo_copy, lambda f: f.rename(columns={"review": "reviews"}))
+    with pytest.raises(DataError, match=r"column 'review' named by inputs.review is not in the table; did you mean 'reviews'\?"):
+        load_splits(load_manifest(path))
+
+
+def test_single_class_target(demo_copy):
+    path = edit(demo_copy, lambda f: f.assign(label="same"))
+    with pytest.raises(DataError, match="at least two are needed"):
+        load_splits(load_manifest(path))
+
+
+def test_unseen_validation_label(demo_copy):
+    frame = pd.read_csv(demo_copy / "train.csv")
+    frame.iloc[:20].assign(label=["low"] * 19 + ["other"]).to_csv(demo_copy / "val.csv", index=False)
+    path = edit(demo_copy, manifest={"data": {"validation": "val.csv"}})
+    with pytest.raises(DataError, match="a class never seen in training"):
+        load_splits(load_manifest(path))
+
+
+def test_empty_table(demo_copy):
+    (demo_copy / "train.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        load_splits(load_manifest(demo_copy / "manifest.yaml"))
+
+
+def test_parquet_and_jsonl(demo_copy):
+    frame = pd.read_csv(demo_copy / "train.csv")
+    frame.to_parquet(demo_copy / "train.parquet")
+    frame.to_json(demo_copy / "train.jsonl", orient="records", lines=True)
+    for name in ("train.parquet", "train.jsonl"):
+        path = edit(demo_copy, manifest={"data": {"train": name}})
+        assert load_splits(load_manifest(path))["train"].rows > 50
+
+
+def test_image_folder_dataset(tmp_path):
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20, 20), (i * 20, 0, 0)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "m.yaml").write_text(
+        "task: classification\ndata: {train: imgs}\ntarget: label\n"
+        "inputs:\n  photo: {modality: image, column: image, size: [16, 16]}\n"
+    )
+    splits = load_splits(load_manifest(tmp_path / "m.yaml"))
+    assert splits.classes == ["cat", "dog"]
+    assert sum(s.rows for s in splits.splits.values()) == 12
+
+
+def test_pipeline_shapes_and_dtypes(demo_copy):
+    from mmauto.data.pipeline import Preprocessing
+
+    path = edit(demo_copy, set_cell(0, "review", None))
+    m = load_manifest(path)
+    splits = load_splits(m)
+    prep = Preprocessing.fit(m, splits)
+    ds = prep.decoded_dataset(splits["train"].frame, splits["train"].root)
+    encoders = {"photo": "cnn", "review": "tfidf", "voice": "cnn", "meta": "mlp"}
+    x, y = next(iter(prep.batches(ds, 8, encoders)))
+    assert x["photo__image"].shape == (8, 32, 32, 3) and x["photo__image"].dtype.name == "float32"
+    assert float(x["photo__image"].numpy().max()) <= 255.0
+    assert x["voice__spectrogram"].shape == (8, 48, 40)
+    assert x["meta__numeric"].shape == (8, 4) and x["meta__categorical"].dtype.name == "int32"
+    assert x["review__tfidf__tfidf"].shape[0] == 8
+    assert y.shape == (8,) and y.dtype.name == "int32"
+    present = np.concatenate([b[0]["review__present"].numpy() for b in prep.batches(ds, 64, encoders)])
+    assert present.sum() == len(present) - int((~splits["train"].present["review"]).sum())

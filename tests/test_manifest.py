@@ -1,0 +1,135 @@
+"""Broken manifests: each exits with one ManifestError naming the key and what is valid."""
+
+import textwrap
+
+import pytest
+import yaml
+
+from mmauto.errors import ManifestError
+from mmauto.manifest import load_manifest, parse_duration
+
+GOOD = {
+    "task": "classification",
+    "data": {"train": "train.csv"},
+    "target": "label",
+    "inputs": {
+        "photo": {"modality": "image", "column": "image", "size": [32, 32]},
+        "review": {"modality": "text", "column": "review"},
+        "voice": {"modality": "audio", "column": "audio", "max_seconds": 0.5},
+        "meta": {"modality": "tabular", "numeric": ["price"], "categorical": ["store"]},
+    },
+}
+
+
+def write(tmp_path, data):
+    (tmp_path / "train.csv").write_text("image,review,audio,price,store,label\n")
+    p = tmp_path / "m.yaml"
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def patched(path, value):
+    import copy
+
+    data = copy.deepcopy(GOOD)
+    cur = data
+    keys = path.split(".")
+    for k in keys[:-1]:
+        cur = cur[k]
+    if value is DELETE:
+        del cur[keys[-1]]
+    else:
+        cur[keys[-1]] = value
+    return data
+
+
+DELETE = object()
+
+CASES = [
+    # (change, key in message, words in message)
+    (("inputs.photo.modality", "imgae"), "inputs.photo.modality", ["did you mean 'image'", "audio, image, tabular, text"]),
+    (("inputs.photo.size", [224]), "inputs.photo.size", ["expected [height, width], got [224]"]),
+    (("inputs.photo.size", [224, "x"]), "inputs.photo.size", ["whole numbers"]),
+    (("inputs.photo.channels", 4), "inputs.photo.channels", ["expected 1 or 3"]),
+    (("inputs.photo.colum", "image"), "inputs.photo", ["unknown key 'colum'", "did you mean 'column'"]),
+    (("inputs.photo.column", DELETE), "inputs.photo.column", ["required key is missing"]),
+    (("task", "clasification"), "task", ["did you mean 'classification'"]),
+    (("task", DELETE), "task", ["required key is missing"]),
+    (("target", DELETE), "target", ["required key is missing"]),
+    (("data.train", "nope.csv"), "data.train", ["not found"]),
+    (("data.on_error", "ignore"), "data.on_error", ["'fail' or 'skip'"]),
+    (("data.split", {"validation": 0.5, "test": 0.5}), "data.split", ["at least 10%"]),
+    (("inputs", {}), "inputs", ["at least one input"]),
+    (("inputs.voice.max_seconds", -1), "inputs.voice.max_seconds", ["greater than 0"]),
+    (("inputs.voice.features", "spectrum"), "inputs.voice.features", ["'log_mel' or 'mfcc'"]),
+    (("inputs.meta", {"modality": "tabular"}), "inputs.meta", ["at least one column"]),
+    (("inputs.meta.categorical", ["price"]), "inputs.meta", ["both numeric and categorical"]),
+    (("inputs.review.encoder", {"type": "bert"}), "inputs.review.encoder.type", ["unknown text encoder 'bert'", "tfidf"]),
+    (("inputs.review.encoder", {"type": "keras_hub"}), "inputs.review.encoder.preset", ["needs a preset"]),
+    (("inputs.bad name", {"modality": "text", "column": "review"}), "inputs.bad name", ["starts with a letter"]),
+    (("inputs.photo.column", "label"), "inputs.photo", ["is the target"]),
+    (("search", {"tuner": "grid"}), "search.tuner", ["'random', 'bayesian' or 'hyperband'"]),
+    (("search", {"time_budget": "soon"}), "search.time_budget", ["duration like 90s"]),
+    (("search", {"space": {"fusion": "concatenate"}}), "search.space.fusion", ["did you mean 'concat'"]),
+    (("search", {"space": {"depth": "deep"}}), "search.space", ["depth: expected a whole number"]),
+    (("train", {"epochs": 0}), "train.epochs", ["greater than or equal to 1"]),
+    (("train", {"modality_dropout": 1.5}), "train.modality_dropout", ["less than or equal to 0.9"]),
+    (("colour", "red"), "", ["unknown key 'colour'", "valid keys:"]),
+    (("extends", "quik"), "extends", ["did you mean 'quick'"]),
+    (("version", 2), "version", ["expected 1"]),
+]
+
+
+@pytest.mark.parametrize("change,key,words", CASES, ids=[c[1] + ":" + c[2][0][:20] for c in CASES])
+def test_broken_manifest(tmp_path, change, key, words):
+    path = write(tmp_path, patched(*change))
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    msg = str(err.value)
+    assert msg.startswith(str(path) + ": ")
+    assert err.value.key == key, msg
+    for w in words:
+        assert w in msg, msg
+    assert "\n" not in msg
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, "task: classification\ninputs:\n  a: [1, 2\n")
+    with pytest.raises(ManifestError, match="line 4"):
+        load_manifest(path)
+
+
+def test_not_a_mapping(tmp_path):
+    with pytest.raises(ManifestError, match="expected a mapping"):
+        load_manifest(write(tmp_path, "- a\n- b\n"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ManifestError, match="file not found"):
+        load_manifest(tmp_path / "none.yaml")
+
+
+def test_good_manifest_resolves(tmp_path):
+    m = load_manifest(write(tmp_path, GOOD))
+    assert m.name == "m" and list(m.inputs) == ["photo", "review", "voice", "meta"]
+    assert m.inputs["photo"].options.size == [32, 32]
+    assert m.table_path("train") == tmp_path / "train.csv"
+    assert m.search.tuner == "bayesian"
+
+
+def test_extends_merges_recipe(tmp_path):
+    data = dict(GOOD, extends="quick", train={"epochs": 3})
+    m = load_manifest(write(tmp_path, data))
+    assert m.train.epochs == 3 and m.train.early_stopping == 2  # override + recipe value
+    assert m.search.max_trials == 3
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), (45, 45)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_preset_implies_keras_hub(tmp_path):
+    data = patched("inputs.review.encoder", {"preset": "some_preset"})
+    m = load_manifest(write(tmp_path, data))
+    assert m.inputs["review"].encoder.type == "keras_hub"
