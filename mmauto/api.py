@@ -23,3 +23,224 @@ def demo(out, rows: int = 240, seed: int = 0, missing: float = 0.0) -> Path:
     from mmauto.demo import write_demo
 
     return write_demo(Path(out), rows=rows, seed=seed, missing=missing)
+
+
+def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=None, seed: Optional[int] = None,
+        overwrite: bool = False, tuner: Optional[str] = None, epochs: Optional[int] = None,
+        mixed_precision: bool = False, on_event=None) -> dict:
+    """Search, pick the best trial, export the SavedModel, write the run folder's files."""
+    import json
+    import shutil
+    import time
+
+    from mmauto.manifest import load_manifest, parse_duration
+
+    start = time.time()
+    overrides: dict = {}
+    if seed is not None:
+        overrides.setdefault("train", {})["seed"] = seed
+    if epochs is not None:
+        overrides.setdefault("train", {})["epochs"] = epochs
+    if tuner is not None:
+        overrides.setdefault("search", {})["tuner"] = tuner
+    if mixed_precision:
+        overrides.setdefault("train", {})["mixed_precision"] = True
+    m = load_manifest(manifest_path, overrides or None)
+    budget = parse_duration(time_budget) if time_budget is not None else m.search.budget_seconds()
+    trials = max_trials if max_trials is not None else m.search.max_trials
+    deadline = start + budget if budget else None
+    emit = on_event or (lambda *a, **k: None)
+    run_dir = Path(out)
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+
+    from mmauto import rundir
+
+    resumed = rundir.prepare(run_dir, m, overwrite)
+    emit("start", manifest=m, budget=budget, max_trials=trials, resumed=resumed, run_dir=run_dir)
+
+    from mmauto.data.checks import load_splits
+    from mmauto.summary import summarize
+
+    splits = load_splits(m)
+    emit("data", summary=summarize(splits))
+
+    from mmauto import hardware
+    from mmauto.data.pipeline import Preprocessing
+
+    hardware.configure(m.train.mixed_precision, m.train.seed)
+    prep = Preprocessing.fit(m, splits)
+    prep.to_json(run_dir / "preprocessing.json")
+
+    from mmauto.hypermodel import MultimodalHyperModel
+    from mmauto.search import MmautoTuner, class_weights, leaderboard, make_oracle, write_leaderboard
+
+    train, val = splits["train"], splits["validation"]
+    data = {
+        "train": prep.decoded_dataset(train.frame, train.root),
+        "validation": prep.decoded_dataset(val.frame, val.root),
+        "train_rows": train.rows,
+    }
+    if m.train.class_weight == "balanced" and prep.head.kind in ("binary", "multiclass"):
+        data["class_weight"] = class_weights(prep.targets(train.frame), len(prep.head.classes))
+    objective = m.search.objective or prep.head.default_objective()
+    oracle = make_oracle(m.search.tuner, objective, trials, m.train.epochs, m.train.seed, m.search.max_failures)
+    reserve = 0.0 if budget is None else min(max(10.0, 0.12 * budget), 300.0)
+    hm = MultimodalHyperModel(prep)
+    tuner_ = MmautoTuner(
+        hm, oracle, data, epochs=m.train.epochs, patience=m.train.early_stopping, deadline=None if deadline is None else deadline - reserve,
+        reserve=0.0, max_trials=trials, on_event=emit, directory=str(run_dir), project_name="search",
+        overwrite=False, distribution_strategy=hardware.strategy(),
+    )
+    emit("search_start", objective=objective, done=len(tuner_.oracle.trials))
+    try:
+        tuner_.search(verbose=0)
+    except RuntimeError as exc:  # keras-tuner stops after too many consecutive failures
+        rows = leaderboard(tuner_, objective)
+        write_leaderboard(rows, run_dir)
+        failed = [r for r in rows if r["status"] == "failed"]
+        why = (failed[-1]["message"] or "").strip().splitlines()[-1:] if failed else [str(exc)]
+        raise SearchError(f"{len(failed)} trial(s) failed in a row; the last: {why[0] if why else exc}") from None
+    rows = leaderboard(tuner_, objective)
+    write_leaderboard(rows, run_dir)
+    best = tuner_.oracle.get_best_trials(1)
+    if not best:
+        raise SearchError(f"no trial finished within the budget ({budget:.0f}s); give a larger --time-budget" if budget else "no trial finished")
+    best = best[0]
+    emit("export_start", trial=best.trial_id)
+    model = tuner_.load_model(best)
+    hp = best.hyperparameters
+    encoders, keys = hm.encoders(hp), hm.input_keys(hp)
+
+    from mmauto import card
+    from mmauto.export import PARITY_ROWS, export
+
+    head_rows = val.frame.iloc[:PARITY_ROWS]
+    decoded = prep.decoded_dataset(head_rows, val.root, with_targets=False)
+    expected = model.predict(prep.batches(decoded, PARITY_ROWS, encoders, keys), verbose=0)
+    expected = _expected_outputs(prep, expected)
+    parity = export(model, prep, encoders, keys, run_dir / "model", prep.serving_values(head_rows, val.root), expected)
+
+    from mmauto import evaluation
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(str(run_dir / "model")).signatures["serving_default"]
+    scores = {}
+    for name in ("validation", "test"):
+        if name in splits.splits and splits[name].rows:
+            sp = splits[name]
+            scores[name] = evaluation.score(prep, sp.frame, evaluation.predict_frame(sig, prep, sp.frame, sp.root))
+    history = tuner_.histories.get(best.trial_id) or _history_from_logs(run_dir, best.trial_id)
+    elapsed = time.time() - start
+    summary = {
+        "run_dir": str(run_dir),
+        "objective": objective,
+        "best_trial": best.trial_id,
+        "best_score": best.score,
+        "fusion": hp.values.get("fusion"),
+        "encoders": encoders,
+        "trials": len([r for r in rows if r["status"] == "completed"]),
+        "failed_trials": len([r for r in rows if r["status"] == "failed"]),
+        "metrics": scores,
+        "parity": parity,
+        "seconds": round(elapsed, 1),
+        "time_budget": budget,
+        "stop_reason": tuner_.stop_reason,
+        "resumed": resumed,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(scores, indent=2))
+    (run_dir / "history.json").write_text(json.dumps({"trial": best.trial_id, "history": history}, indent=2))
+    card.write(run_dir, prep, hp.values, encoders, scores, summary)
+    emit("done", summary=summary, leaderboard=rows)
+    return summary
+
+
+def _expected_outputs(prep, y):
+    import numpy as np
+
+    y = np.asarray(y, dtype="float32")
+    kind, state = prep.head.kind, prep.state["target"]
+    if kind == "regression":
+        return y[:, 0] * state["std"] + state["mean"]
+    if kind == "binary":
+        return np.stack([1.0 - y[:, 0], y[:, 0]], axis=1)
+    return y
+
+
+def _history_from_logs(run_dir, trial_id):
+    return {}
+
+
+def _open(run_dir):
+    from mmauto.data.pipeline import Preprocessing
+    from mmauto.rundir import load_manifest_of, model_dir
+
+    m = load_manifest_of(Path(run_dir))
+    prep = Preprocessing.from_json(m, Path(run_dir) / "preprocessing.json")
+    import tensorflow as tf
+
+    if any(s.encoder.type == "keras_hub" or (isinstance(s.encoder.type, list) and "keras_hub" in s.encoder.type) for s in m.inputs.values()):
+        import tensorflow_text  # noqa: F401  (keras-hub tokenizers' ops)
+    sig = tf.saved_model.load(str(model_dir(run_dir))).signatures["serving_default"]
+    return m, prep, sig
+
+
+def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, progress=None):
+    """Predictions for a table (any supported format) through the exported SavedModel."""
+    from mmauto import evaluation
+
+    m, prep, sig = _open(run_dir)
+    frame, root = evaluation.read_checked(prep, Path(data), with_target=False)
+    outputs = evaluation.predict_frame(sig, prep, frame, root, progress)
+    keys = key_columns if key_columns is not None else [c for c in ("id",) if c in frame.columns]
+    result = evaluation.prediction_frame(prep, frame, outputs, keys)
+    if out:
+        from mmauto.data.tables import write_table
+
+        write_table(result, Path(out))
+    return result
+
+
+def evaluate(run_dir, data, ablate: bool = False, progress=None) -> dict:
+    """Metrics on a labelled table; with `ablate`, the metric with each input (and each pair,
+    with three or more inputs) removed, as the SavedModel sees missing inputs."""
+    from itertools import combinations
+
+    from mmauto import evaluation
+
+    m, prep, sig = _open(run_dir)
+    frame, root = evaluation.read_checked(prep, Path(data), with_target=True)
+    result = {"data": str(data), "rows": len(frame), "metrics": evaluation.score(prep, frame, evaluation.predict_frame(sig, prep, frame, root, progress))}
+    if ablate:
+        names = list(m.inputs)
+        groups = [(n,) for n in names] + (list(combinations(names, 2)) if len(names) >= 3 else [])
+        main = _main_metric(prep)
+        base = result["metrics"][main]
+        rows = []
+        for g in groups:
+            if len(g) == len(names):
+                continue
+            blanked = _blank(prep, frame, g)
+            score = evaluation.score(prep, frame, evaluation.predict_frame(sig, prep, blanked, root, progress))
+            rows.append({"removed": list(g), "metric": main, "score": score[main], "drop": None if base is None or score[main] is None else base - score[main]})
+        result["ablation"] = {"metric": main, "full": base, "rows": rows}
+    return result
+
+
+def _main_metric(prep) -> str:
+    return {"regression": "rmse", "multilabel": "macro_f1"}.get(prep.head.kind, "accuracy")
+
+
+def _blank(prep, frame, names):
+    """The rows with the given inputs emptied (what a client sends for a missing input)."""
+    import numpy as np
+
+    from mmauto.modalities import MODALITIES
+
+    frame = frame.copy()
+    for n in names:
+        spec = prep.manifest.inputs[n]
+        mod = MODALITIES.get(spec.modality)()
+        for col in mod.columns(spec.options):
+            frame[col] = np.nan if spec.modality == "tabular" and col in getattr(spec.options, "numeric", []) else ""
+    return frame

@@ -320,7 +320,13 @@ def load_manifest(path, overrides: Optional[dict] = None) -> Manifest:
     return resolve(spec, data, path)
 
 
-def resolve(spec: ManifestSpec, raw: dict, path: Path) -> Manifest:
+def manifest_from_dict(raw: dict, path) -> Manifest:
+    """A manifest stored in a run folder; its data files need not exist any more."""
+    path = Path(path)
+    return resolve(validate_model(ManifestSpec, raw, str(path)), raw, path, check_files=False)
+
+
+def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True) -> Manifest:
     where = str(path)
     from mmauto.modalities import MODALITIES
 
@@ -368,7 +374,7 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path) -> Manifest:
 
     for split in ("train", "validation", "test"):
         value = getattr(spec.data, split)
-        if value is None:
+        if value is None or not check_files:
             continue
         p = (path.parent / value).resolve()
         if not p.exists():
@@ -377,7 +383,7 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path) -> Manifest:
             continue
         if p.suffix.lower() not in TABLE_SUFFIXES:
             raise ManifestError(where, f"data.{split}", f"unsupported table '{p.name}' ({', '.join(TABLE_SUFFIXES)}, or a folder of class sub-folders of images)")
-    if spec.data.root is not None and not (path.parent / spec.data.root).is_dir():
+    if check_files and spec.data.root is not None and not (path.parent / spec.data.root).is_dir():
         raise ManifestError(where, "data.root", f"not a folder: {(path.parent / spec.data.root).resolve()}")
 
     name = spec.name or path.stem

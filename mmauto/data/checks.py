@@ -147,13 +147,12 @@ def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_targ
 
 
 def load_table_checked(manifest: Manifest, path: Path, with_target: bool = True):
-    """Read one table and check it. Returns (frame, root, presence, problems, dropped)."""
+    """Read one table and check it. Returns (frame, root, presence, problems)."""
     file = str(path)
     frame = read_table(path)
     if with_target:
         _check_columns(manifest, frame, file)
     else:
-        saved = manifest.target.column
         _check_columns_inputs_only(manifest, frame, file)
     root = manifest.media_root(path)
     present, found = _row_problems(manifest, frame, root, with_target)

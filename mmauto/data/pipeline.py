@@ -127,6 +127,12 @@ class Preprocessing:
             out.update(self.modality(name).raw_values(name, spec.options, frame, root))
         return out
 
+    def serving_values(self, frame, root: Path) -> dict[str, np.ndarray]:
+        out = {}
+        for name, spec in self.manifest.inputs.items():
+            out.update(self.modality(name).serving_values(name, spec.options, frame, root))
+        return out
+
     def targets(self, frame) -> np.ndarray:
         values, problems = target_values(self.manifest, frame)
         if problems:
@@ -209,9 +215,11 @@ class FeatureGraph:
             raw = self.p.modality(name).load(name, spec.options, raw)
         return raw
 
-    def decode(self, raw: dict) -> dict:
+    def decode(self, raw: dict, skip=()) -> dict:
         out = {}
         for name, dec in self.decoders.items():
+            if name in skip:
+                continue
             feats, present = dec(raw)
             out.update({feature_key(name, f): v for f, v in feats.items()})
             out[present_key(name)] = present

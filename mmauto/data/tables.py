@@ -70,3 +70,16 @@ def split_indices(n: int, fractions: dict[str, float], seed: int, strata=None) -
             start += take
         out["train"].append(idx[start:])
     return {k: np.sort(np.concatenate(v)) if v else np.array([], dtype=int) for k, v in out.items()}
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write by suffix (.csv default, .parquet, .jsonl)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif suffix in (".jsonl", ".json"):
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")

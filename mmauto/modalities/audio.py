@@ -93,6 +93,12 @@ class Audio(Modality):
         convert = np.array([bool(p) and not _is_pcm16_wav(p) for p in paths])
         return {input_name: paths, f"_convert:{input_name}": convert}
 
+    def serving_values(self, input_name, opts, frame, root):
+        raw = self.raw_values(input_name, opts, frame, root)
+        data = [to_wav_bytes(p) if conv else (Path(p).read_bytes() if p else b"")
+                for p, conv in zip(raw[input_name], raw[f"_convert:{input_name}"])]
+        return {input_name: np.array(data, dtype=object)}
+
     def serving_spec(self, input_name, opts):
         return {input_name: ((None,), "string")}
 

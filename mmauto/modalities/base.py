@@ -48,6 +48,10 @@ class Modality:
         """Training-time values, keyed like the serving inputs (paths for media files)."""
         raise NotImplementedError
 
+    def serving_values(self, input_name: str, opts, frame, root: Path) -> dict[str, np.ndarray]:
+        """What a client sends the SavedModel for these rows (file bytes for media)."""
+        return {k: v for k, v in self.raw_values(input_name, opts, frame, root).items() if not k.startswith("_")}
+
     def fit_state(self, opts, raw_train: dict[str, np.ndarray]) -> dict:
         """JSON-serialisable statistics of the training split (vocabularies, means)."""
         return {}

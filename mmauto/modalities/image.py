@@ -61,6 +61,10 @@ class Image(Modality):
     def raw_values(self, input_name, opts, frame, root):
         return {input_name: np.array([resolve_path(v, root) for v in frame[opts.column].tolist()], dtype=object)}
 
+    def serving_values(self, input_name, opts, frame, root):
+        paths = self.raw_values(input_name, opts, frame, root)[input_name]
+        return {input_name: np.array([Path(p).read_bytes() if p else b"" for p in paths], dtype=object)}
+
     def serving_spec(self, input_name, opts):
         return {input_name: ((None,), "string")}
 

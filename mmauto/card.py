@@ -1,0 +1,63 @@
+"""The model card, RUN_DIR/mmauto.json: what a server needs to call the SavedModel."""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+
+def _version(pkg: str):
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def serving_inputs(prep) -> list[dict]:
+    out = []
+    for name, spec in prep.manifest.inputs.items():
+        mod = prep.modality(name)
+        example = mod.example(name, spec.options)
+        for key, (shape, dtype) in mod.serving_spec(name, spec.options).items():
+            out.append({"name": key, "input": name, "modality": spec.modality, "dtype": dtype, "shape": list(shape),
+                        "example": example.get(key), "missing": "NaN" if dtype == "float32" else "empty string"})
+    return out
+
+
+def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, summary: dict) -> dict:
+    m = prep.manifest
+    head = prep.head
+    needs_text_ops = any(e == "keras_hub" and m.inputs[n].modality == "text" for n, e in encoders.items())
+    outputs = ({"value": {"dtype": "float32", "shape": [None]}} if head.kind == "regression" else
+               {"probabilities": {"dtype": "float32", "shape": [None, len(head.classes)]},
+                "label": {"dtype": "string", "shape": [None], **({"separator": "|"} if head.kind == "multilabel" else {})}})
+    card = {
+        "format": "mmauto-model-card/1",
+        "model": "model",
+        "task": m.task,
+        "head": head.kind,
+        "labels": head.classes,
+        "threshold": head.threshold if head.kind == "multilabel" else None,
+        "signatures": {
+            "serving_default": {"inputs": serving_inputs(prep), "outputs": outputs},
+            **({"serving_waveform": {"inputs": "as serving_default, but each audio input is float32 [N, S] at its sample_rate; a row whose first sample is NaN is missing"}}
+               if any(s.modality == "audio" for s in m.inputs.values()) else {}),
+        },
+        "missing_inputs": "An input is missing when its value is an empty string (image, audio, text, category) or NaN (number). "
+                          "The model then uses the input's learned missing embedding; any subset may be missing as long as one input is present.",
+        "op_libraries": ["tensorflow-text"] if needs_text_ops else [],
+        "load": ("import tensorflow as tf" + ("; import tensorflow_text" if needs_text_ops else "") + "; m = tf.saved_model.load('model'); m.signatures['serving_default'](**inputs)"),
+        "metrics": scores,
+        "objective": summary.get("objective"),
+        "best_trial": summary.get("best_trial"),
+        "fusion": hp_values.get("fusion"),
+        "encoders": encoders,
+        "hyperparameters": hp_values,
+        "parity": summary.get("parity"),
+        "manifest": m.raw,
+        "versions": {p: _version(p) for p in ("mmauto", "tensorflow", "keras", "keras-hub", "keras-tuner", "tensorflow-text")} | {"python": platform.python_version()},
+    }
+    (Path(run_dir) / "mmauto.json").write_text(json.dumps(card, indent=2, default=str))
+    return card

@@ -1,0 +1,70 @@
+"""Predictions and metrics through the exported SavedModel, so `predict`, `evaluate` and TF
+Serving give the same answers from the same raw inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from mmauto import metrics
+from mmauto.data.checks import load_table_checked, target_values
+from mmauto.data.pipeline import Preprocessing
+from mmauto.errors import DataError
+
+BATCH = 64
+
+
+def predict_frame(signature, prep: Preprocessing, frame: pd.DataFrame, root: Path,
+                  progress: Optional[Callable[[int], None]] = None) -> dict:
+    """Raw serving values of the rows, fed in batches; returns concatenated numpy outputs."""
+    from mmauto.export import call_signature
+
+    outs: dict[str, list] = {}
+    for start in range(0, len(frame), BATCH):
+        part = frame.iloc[start : start + BATCH]
+        got = call_signature(signature, prep.serving_values(part, root))
+        for k, v in got.items():
+            outs.setdefault(k, []).append(v)
+        if progress:
+            progress(len(part))
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def read_checked(prep: Preprocessing, path: Path, with_target: bool):
+    m = prep.manifest
+    frame, root, present, problems = load_table_checked(m, Path(path), with_target=with_target)
+    problems = [p for p in problems if with_target or p.reason not in ("missing target", "unparsable target")]
+    if problems:
+        raise DataError(f"{problems[0].line()}; fix or remove those rows")
+    return frame, root
+
+
+def score(prep: Preprocessing, frame: pd.DataFrame, outputs: dict) -> dict:
+    m, head = prep.manifest, prep.head
+    values, problems = target_values(m, frame)
+    if problems:
+        row, reason, detail = problems[0]
+        raise DataError(f"row {row + 1}: {reason}: {detail}")
+    if head.kind == "regression":
+        return metrics.regression(values, outputs["value"])
+    if head.kind == "multilabel":
+        return metrics.multilabel(values, outputs["probabilities"], head.classes, head.threshold)
+    unknown = sorted({v for v in values if v not in head.classes})
+    if unknown:
+        raise DataError(f"target '{m.target.column}' holds label(s) the model never saw: {', '.join(unknown[:5])}")
+    return metrics.classification(values, outputs["probabilities"], head.classes)
+
+
+def prediction_frame(prep: Preprocessing, frame: pd.DataFrame, outputs: dict, key_columns: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame({c: frame[c].values for c in key_columns}) if key_columns else pd.DataFrame({"row": np.arange(1, len(frame) + 1)})
+    head = prep.head
+    if head.kind == "regression":
+        out["prediction"] = outputs["value"]
+        return out
+    out["prediction"] = [x.decode() if isinstance(x, bytes) else str(x) for x in outputs["label"]]
+    for i, c in enumerate(head.classes):
+        out[f"prob_{c}"] = outputs["probabilities"][:, i]
+    return out

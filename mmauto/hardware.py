@@ -1,0 +1,27 @@
+"""Devices: every visible GPU through MirroredStrategy (one trial across them), optional mixed
+precision, and seeds. On a CPU-only machine the same code paths run with one replica."""
+
+from __future__ import annotations
+
+
+def strategy():
+    """MirroredStrategy over the visible GPUs, or None (keras-tuner's default) without any."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return None
+
+
+def configure(mixed_precision: bool, seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+
+
+def describe() -> dict:
+    import tensorflow as tf
+
+    return {"gpus": [g.name for g in tf.config.list_physical_devices("GPU")]}

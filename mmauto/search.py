@@ -1,0 +1,202 @@
+"""The search runner: keras-tuner's Tuner with mmauto's data, a hard time budget, resume checks,
+failed-trial accounting and a leaderboard. The space lives in hypermodel.py; the strategy is a
+keras-tuner Oracle chosen by `search.tuner`."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import keras
+import keras_tuner as kt
+import numpy as np
+from keras_tuner.src.engine import tuner_utils
+
+from mmauto.errors import SearchError
+from mmauto.heads import objective_direction
+from mmauto.hypermodel import MultimodalHyperModel
+
+
+# === Callbacks ===
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stops training at a wall-clock deadline (the running epoch still validates)."""
+
+    def __init__(self, deadline: Optional[float]):
+        super().__init__()
+        self.deadline = deadline
+        self.hit = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.model.stop_training = True
+            self.hit = True
+
+
+class EpochReport(keras.callbacks.Callback):
+    def __init__(self, fn: Callable[[int, dict], None]):
+        super().__init__()
+        self.fn = fn
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fn(epoch, dict(logs or {}))
+
+
+# === Oracle ===
+
+
+def make_oracle(kind: str, objective: str, max_trials: int, epochs: int, seed: int, max_failures: int):
+    obj = kt.Objective(objective, objective_direction(objective))
+    common = dict(objective=obj, seed=seed, max_consecutive_failed_trials=max_failures)
+    if kind == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
+    if kind == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, num_initial_points=2, **common)
+    return kt.oracles.HyperbandOracle(max_epochs=max(2, epochs), factor=3, **common)
+
+
+# === Tuner ===
+
+
+class MmautoTuner(kt.Tuner):
+    """Runs one trial: batches the cached decoded data for the trial's encoders and batch
+    size, trains with early stopping and the deadline, keeps the best epoch's weights."""
+
+    def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
+                 deadline: Optional[float], reserve: float, max_trials: int, on_event=None, **kwargs):
+        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+        self.data = data
+        self.epochs = epochs
+        self.patience = patience
+        self.deadline = deadline
+        self.reserve = reserve
+        self.cap = max_trials
+        self.on_event = on_event or (lambda *a, **k: None)
+        self.seconds: dict[str, float] = {}
+        self.histories: dict[str, dict] = {}
+        self.stop_reason: Optional[str] = None
+
+    def run_trial(self, trial, *args, **kwargs):
+        hm: MultimodalHyperModel = self.hypermodel
+        prep = hm.prep
+        hp = trial.hyperparameters
+        t0 = time.time()
+        model = hm.build(hp)
+        encoders, keys, bs = hm.encoders(hp), hm.input_keys(hp), hm.batch_size(hp)
+        seed = prep.manifest.train.seed
+        train = prep.batches(self.data["train"], bs, encoders, keys, shuffle_seed=seed, size=self.data["train_rows"])
+        val = prep.batches(self.data["validation"], bs, encoders, keys)
+        objective = self.oracle.objective
+        epochs = hp.values.get("tuner/epochs", self.epochs)
+        initial = hp.values.get("tuner/initial_epoch", 0)
+        callbacks = [
+            tuner_utils.SaveBestEpoch(objective=objective, filepath=self._get_checkpoint_fname(trial.trial_id)),
+            Deadline(self.deadline),
+            keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
+            EpochReport(lambda e, logs: self.on_event("epoch", trial=trial, epoch=e, epochs=epochs, logs=logs)),
+        ]
+        if self.patience:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
+        self.on_event("trial_start", trial=trial, hp=hp)
+        history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial, callbacks=callbacks,
+                            verbose=0, class_weight=self.data.get("class_weight"))
+        losses = history.history.get("loss", [])
+        if not losses or any(not math.isfinite(x) for x in losses):
+            raise kt.errors.FailedTrialError("the loss became NaN or infinite")
+        if objective.name not in history.history:
+            raise kt.errors.FailedTrialError(f"the trial reported no '{objective.name}' (metrics: {', '.join(history.history)})")
+        self.seconds[trial.trial_id] = time.time() - t0
+        self.histories[trial.trial_id] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        return history
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self.on_event("trial_end", trial=self.oracle.get_trial(trial.trial_id), seconds=self.seconds.get(trial.trial_id))
+        self._save_seconds()
+        self._check_budget()
+
+    def _save_seconds(self):
+        path = Path(self.project_dir) / "trial_seconds.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        old.update({k: round(v, 3) for k, v in self.seconds.items()})
+        path.write_text(json.dumps(old))
+
+    def all_seconds(self) -> dict:
+        path = Path(self.project_dir) / "trial_seconds.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _check_budget(self):
+        done = len(self.oracle.trials)
+        if done >= self.cap:
+            self.oracle.max_trials = done
+            return
+        if self.deadline is None:
+            return
+        times = list(self.all_seconds().values())
+        estimate = statistics.median(times) if times else 0.0
+        if time.time() + estimate + self.reserve > self.deadline:
+            self.oracle.max_trials = done
+            self.stop_reason = f"time budget: the next trial (about {estimate:.0f}s) would not end in time"
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self.oracle.max_trials = self.cap if not isinstance(self.oracle, kt.oracles.HyperbandOracle) else None
+        self._check_budget()
+
+
+# === Leaderboard ===
+
+
+def leaderboard(tuner: MmautoTuner, objective: str) -> list[dict]:
+    seconds = tuner.all_seconds()
+    rows = []
+    for tid, trial in sorted(tuner.oracle.trials.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else kv[0]):
+        hp = trial.hyperparameters.values
+        score = trial.score
+        status = str(trial.status).lower()
+        fusion = hp.get("fusion")
+        row = {
+            "trial": tid,
+            "status": "completed" if status == "completed" else status,
+            "score": None if score is None or (isinstance(score, float) and math.isnan(score)) else float(score),
+            "objective": objective,
+            "seconds": seconds.get(tid),
+            "fusion": fusion,
+            "depth": hp.get(f"{fusion}/depth"),
+            "heads": hp.get(f"{fusion}/heads"),
+            "width": hp.get("width"),
+            "learning_rate": hp.get("learning_rate"),
+            "batch_size": hp.get("batch_size"),
+            "encoders": {k.split("/")[0]: v for k, v in hp.items() if k.endswith("/encoder")},
+            "hyperparameters": {k: v for k, v in hp.items()},
+            "message": trial.message if status == "failed" else None,
+        }
+        rows.append(row)
+    sign = -1 if objective_direction(objective) == "max" else 1
+    rows.sort(key=lambda r: (r["score"] is None, sign * (r["score"] or 0.0)))
+    for rank, r in enumerate(rows, 1):
+        r["rank"] = rank if r["score"] is not None else None
+    return rows
+
+
+def write_leaderboard(rows: list[dict], run_dir: Path) -> None:
+    import csv
+
+    (run_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2, default=str))
+    cols = ["rank", "trial", "status", "score", "objective", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "encoders", "message"]
+    with open(run_dir / "leaderboard.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "encoders": ";".join(f"{k}={v}" for k, v in r["encoders"].items())})
+
+
+def class_weights(y: np.ndarray, n: int) -> dict:
+    y = np.asarray(y).reshape(-1).astype(int)
+    counts = np.bincount(y, minlength=n).astype(float)
+    return {i: (len(y) / (n * c) if c else 0.0) for i, c in enumerate(counts)}
