@@ -43,6 +43,8 @@ def _register():
 
 _register()
 
+_TF_COMMANDS = {"fit", "predict", "evaluate", "validate"}
+
 
 def main() -> None:
     from mmauto.errors import MmautoError
@@ -50,6 +52,10 @@ def main() -> None:
 
     quiet_tensorflow()
     try:
+        if len(sys.argv) > 1 and sys.argv[1] in _TF_COMMANDS and "--help" not in sys.argv:
+            from mmauto_cli.output import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
         app()
     except MmautoError as exc:
         if os.environ.get("MMAUTO_DEBUG") == "1":

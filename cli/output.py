@@ -28,3 +28,25 @@ def quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TF with the C++ start-up lines (CUDA probes, CPU features) sent nowhere: they are
+    written before TF's own log level applies."""
+    import os
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe logs once, here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

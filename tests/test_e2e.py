@@ -1,0 +1,122 @@
+"""End to end through the CLI: fit the demo data, then a process with only TensorFlow serves
+the SavedModel from raw bytes and strings and agrees with `mmauto predict` row by row."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def fitted(demo_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "r"
+    manifest = demo_dir / "manifest.yaml"
+    data = yaml.safe_load(manifest.read_text())
+    data["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16}}
+    data["train"] = {"epochs": 2, "batch_size": 32, "modality_dropout": 0.3}
+    m2 = demo_dir / "m_e2e.yaml"
+    m2.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("fit", m2, "--out", run, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run, json.loads(r.stdout), demo_dir
+
+
+def test_run_folder(fitted):
+    run, summary, _ = fitted
+    for f in ("model/saved_model.pb", "mmauto.json", "metrics.json", "history.json", "leaderboard.csv", "leaderboard.json", "preprocessing.json", "fit.log"):
+        assert (run / f).exists(), f
+    card = json.loads((run / "mmauto.json").read_text())
+    names = {i["name"]: i for i in card["signatures"]["serving_default"]["inputs"]}
+    assert set(names) == {"photo", "review", "voice", "price", "weight", "colour", "store"}
+    assert names["photo"]["dtype"] == "string" and names["price"]["dtype"] == "float32"
+    assert card["labels"] == ["high", "low", "mid"] and card["parity"]["max_abs_diff"] <= 1e-4
+    assert summary["fusion"] == "concat" and summary["trials"] == 1
+    assert set(json.loads((run / "metrics.json").read_text())) == {"validation", "test"}
+
+
+SERVE = textwrap.dedent(
+    """
+    import sys, json, numpy as np, pandas as pd, tensorflow as tf
+    from pathlib import Path
+    assert "mmauto" not in sys.modules and "keras_hub" not in sys.modules
+    run, data = Path(sys.argv[1]), Path(sys.argv[2])
+    frame = pd.read_csv(data / "train.csv")
+    sig = tf.saved_model.load(str(run / "model")).signatures["serving_default"]
+    def blob(p):
+        return (data / p).read_bytes() if isinstance(p, str) and p else b""
+    feed = {
+        "photo": tf.constant([blob(p) for p in frame["image"]]),
+        "voice": tf.constant([blob(p) for p in frame["audio"]]),
+        "review": tf.constant(frame["review"].fillna("").astype(str).tolist()),
+        "price": tf.constant(frame["price"].astype("float32").values),
+        "weight": tf.constant(frame["weight"].astype("float32").values),
+        "colour": tf.constant(frame["colour"].fillna("").astype(str).tolist()),
+        "store": tf.constant(frame["store"].fillna("").astype(str).tolist()),
+    }
+    out = sig(**feed)
+    print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()], "probs": out["probabilities"].numpy().tolist()}))
+    """
+)
+
+
+def serve(run, data):
+    r = subprocess.run([sys.executable, "-c", SERVE, str(run), str(data)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_savedmodel_matches_predict(fitted, tmp_path):
+    run, _, data = fitted
+    r = run_cli("predict", run, data / "train.csv", "--out", tmp_path / "p.csv")
+    assert r.returncode == 0, r.stderr[-3000:]
+    preds = pd.read_csv(tmp_path / "p.csv")
+    served = serve(run, data)
+    assert preds["prediction"].tolist() == served["labels"]
+    assert list(preds.columns) == ["id", "prediction", "prob_high", "prob_low", "prob_mid"]
+    assert abs(preds[["prob_high", "prob_low", "prob_mid"]].values - served["probs"]).max() < 1e-5
+
+
+def test_missing_inputs_agree(fitted, tmp_path):
+    """Empty cells in predict and empty bytes in the SavedModel are the same missing input."""
+    run, _, data = fitted
+    blanked = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(data, blanked)
+    frame = pd.read_csv(blanked / "train.csv")
+    frame.loc[::2, "image"] = ""
+    frame.loc[1::3, "review"] = ""
+    frame.loc[::5, "price"] = None
+    frame.to_csv(blanked / "train.csv", index=False)
+    r = run_cli("predict", run, blanked / "train.csv", "--out", tmp_path / "p.csv")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert pd.read_csv(tmp_path / "p.csv")["prediction"].tolist() == serve(run, blanked)["labels"]
+
+
+def test_evaluate_and_ablate(fitted):
+    run, _, data = fitted
+    r = run_cli("evaluate", run, data / "train.csv", "--ablate", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    assert 0 <= res["metrics"]["accuracy"] <= 1 and res["metrics"]["confusion_matrix"]["labels"] == ["high", "low", "mid"]
+    removed = [tuple(x["removed"]) for x in res["ablation"]["rows"]]
+    assert ("photo",) in removed and ("meta",) in removed and ("photo", "review") in removed
+
+
+def test_leaderboard_json(fitted):
+    run, _, _ = fitted
+    r = run_cli("leaderboard", run, "--json")
+    rows = json.loads(r.stdout)
+    assert rows[0]["status"] == "completed" and rows[0]["fusion"] == "concat"
+    assert {"trial", "fusion", "status", "score", "seconds"} <= set(rows[0])
+
+
+def test_predict_on_folder_without_run(tmp_path):
+    r = run_cli("predict", tmp_path, tmp_path / "x.csv")
+    assert r.returncode == 2 and "not an mmauto run folder" in r.stderr
