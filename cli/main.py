@@ -34,9 +34,9 @@ def _root(
 
 
 def _register():
-    from mmauto_cli import data_cmds, model_cmds, recipes_cmds
+    from mmauto_cli import data_cmds, model_cmds, recipes_cmds, report_cmds
 
-    for mod in (data_cmds, model_cmds):
+    for mod in (data_cmds, model_cmds, report_cmds):
         mod.register(app)
     app.add_typer(recipes_cmds.app, name="recipes")
 

@@ -87,14 +87,22 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
     oracle = make_oracle(m.search.tuner, objective, trials, m.train.epochs, m.train.seed, m.search.max_failures)
     reserve = 0.0 if budget is None else min(max(10.0, 0.12 * budget), 300.0)
     hm = MultimodalHyperModel(prep)
-    tuner_ = MmautoTuner(
-        hm, oracle, data, epochs=m.train.epochs, patience=m.train.early_stopping, deadline=None if deadline is None else deadline - reserve,
-        reserve=0.0, max_trials=trials, on_event=emit, directory=str(run_dir), project_name="search",
-        overwrite=False, distribution_strategy=hardware.strategy(),
-    )
+    from mmauto.cache import FeatureCache, transfer_weights
+
+    cache = FeatureCache(run_dir / "cache", prep, data, on_event=emit) if m.train.feature_cache else None
+    import contextlib
+    import io
+
+    # keras-tuner prints its own lines ("Reloading Tuner from ...") to stdout, which belongs to
+    # our --json output; our events say the same.
+    tuner_out = io.StringIO()
+    with contextlib.redirect_stdout(tuner_out):
+        tuner_ = _make_tuner(hm, oracle, data, m, deadline, reserve, trials, cache, emit, run_dir)
     emit("search_start", objective=objective, done=len(tuner_.oracle.trials))
     try:
-        tuner_.search(verbose=0)
+        with contextlib.redirect_stdout(tuner_out):
+            tuner_.search(verbose=0)
+
     except RuntimeError as exc:  # keras-tuner stops after too many consecutive failures
         rows = leaderboard(tuner_, objective)
         write_leaderboard(rows, run_dir)
@@ -108,8 +116,14 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
         raise SearchError(f"no trial finished within the budget ({budget:.0f}s); give a larger --time-budget" if budget else "no trial finished")
     best = best[0]
     emit("export_start", trial=best.trial_id)
-    model = tuner_.load_model(best)
     hp = best.hyperparameters
+    frozen = tuner_.use_cache(hp)
+    model = tuner_.load_model(best)
+    if frozen:  # trained on cached features: the export needs the whole graph
+        hm.cached = {}
+        full = hm.build(hp)
+        transfer_weights(model, full)
+        model = full
     encoders, keys = hm.encoders(hp), hm.input_keys(hp)
 
     from mmauto import card
@@ -125,11 +139,22 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
     import tensorflow as tf
 
     sig = tf.saved_model.load(str(run_dir / "model")).signatures["serving_default"]
-    scores = {}
+    scores, frames = {}, []
     for name in ("validation", "test"):
         if name in splits.splits and splits[name].rows:
             sp = splits[name]
-            scores[name] = evaluation.score(prep, sp.frame, evaluation.predict_frame(sig, prep, sp.frame, sp.root))
+            outputs = evaluation.predict_frame(sig, prep, sp.frame, sp.root)
+            scores[name] = evaluation.score(prep, sp.frame, outputs)
+            frames.append(evaluation.prediction_frame(prep, sp.frame, outputs, []).assign(split=name, target=sp.frame[m.target.column].values))
+    import pandas as pd
+
+    pd.concat(frames).to_csv(run_dir / "eval_predictions.csv", index=False)
+    last = "test" if "test" in splits.splits and splits["test"].rows else "validation"
+    if len(m.inputs) > 1:
+        emit("ablation", split=last)
+        sp = splits[last]
+        ablation = evaluation.ablation(prep, sig, sp.frame, sp.root, scores[last])
+        (run_dir / "ablation.json").write_text(json.dumps({"split": last, **ablation}, indent=2))
     history = tuner_.histories.get(best.trial_id) or _history_from_logs(run_dir, best.trial_id)
     elapsed = time.time() - start
     summary = {
@@ -147,12 +172,27 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
         "time_budget": budget,
         "stop_reason": tuner_.stop_reason,
         "resumed": resumed,
+        "feature_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses},
     }
     (run_dir / "metrics.json").write_text(json.dumps(scores, indent=2))
     (run_dir / "history.json").write_text(json.dumps({"trial": best.trial_id, "history": history}, indent=2))
     card.write(run_dir, prep, hp.values, encoders, scores, summary)
+    from mmauto.report import write_report
+    summary["report"] = str(write_report(run_dir))
     emit("done", summary=summary, leaderboard=rows)
     return summary
+
+
+def _make_tuner(hm, oracle, data, m, deadline, reserve, trials, cache, emit, run_dir):
+    from mmauto import hardware
+    from mmauto.search import MmautoTuner
+
+    return MmautoTuner(
+        hm, oracle, data, epochs=m.train.epochs, patience=m.train.early_stopping,
+        deadline=None if deadline is None else deadline - reserve, reserve=0.0, max_trials=trials, cache=cache,
+        on_event=emit, directory=str(run_dir), project_name="search", overwrite=False,
+        distribution_strategy=hardware.strategy(),
+    )
 
 
 def _expected_outputs(prep, y):
@@ -204,43 +244,11 @@ def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, pr
 def evaluate(run_dir, data, ablate: bool = False, progress=None) -> dict:
     """Metrics on a labelled table; with `ablate`, the metric with each input (and each pair,
     with three or more inputs) removed, as the SavedModel sees missing inputs."""
-    from itertools import combinations
-
     from mmauto import evaluation
 
     m, prep, sig = _open(run_dir)
     frame, root = evaluation.read_checked(prep, Path(data), with_target=True)
     result = {"data": str(data), "rows": len(frame), "metrics": evaluation.score(prep, frame, evaluation.predict_frame(sig, prep, frame, root, progress))}
     if ablate:
-        names = list(m.inputs)
-        groups = [(n,) for n in names] + (list(combinations(names, 2)) if len(names) >= 3 else [])
-        main = _main_metric(prep)
-        base = result["metrics"][main]
-        rows = []
-        for g in groups:
-            if len(g) == len(names):
-                continue
-            blanked = _blank(prep, frame, g)
-            score = evaluation.score(prep, frame, evaluation.predict_frame(sig, prep, blanked, root, progress))
-            rows.append({"removed": list(g), "metric": main, "score": score[main], "drop": None if base is None or score[main] is None else base - score[main]})
-        result["ablation"] = {"metric": main, "full": base, "rows": rows}
+        result["ablation"] = evaluation.ablation(prep, sig, frame, root, result["metrics"], progress)
     return result
-
-
-def _main_metric(prep) -> str:
-    return {"regression": "rmse", "multilabel": "macro_f1"}.get(prep.head.kind, "accuracy")
-
-
-def _blank(prep, frame, names):
-    """The rows with the given inputs emptied (what a client sends for a missing input)."""
-    import numpy as np
-
-    from mmauto.modalities import MODALITIES
-
-    frame = frame.copy()
-    for n in names:
-        spec = prep.manifest.inputs[n]
-        mod = MODALITIES.get(spec.modality)()
-        for col in mod.columns(spec.options):
-            frame[col] = np.nan if spec.modality == "tabular" and col in getattr(spec.options, "numeric", []) else ""
-    return frame

@@ -68,3 +68,39 @@ def prediction_frame(prep: Preprocessing, frame: pd.DataFrame, outputs: dict, ke
     for i, c in enumerate(head.classes):
         out[f"prob_{c}"] = outputs["probabilities"][:, i]
     return out
+
+
+def main_metric(prep: Preprocessing) -> str:
+    return {"regression": "rmse", "multilabel": "macro_f1"}.get(prep.head.kind, "accuracy")
+
+
+def blank(prep: Preprocessing, frame: pd.DataFrame, names) -> pd.DataFrame:
+    """The rows with the given inputs emptied: what a client sends for a missing input."""
+    from mmauto.modalities import MODALITIES
+
+    frame = frame.copy()
+    for n in names:
+        spec = prep.manifest.inputs[n]
+        mod = MODALITIES.get(spec.modality)()
+        numeric = set(getattr(spec.options, "numeric", []) or [])
+        for col in mod.columns(spec.options):
+            frame[col] = np.nan if col in numeric else ""
+    return frame
+
+
+def ablation(prep: Preprocessing, signature, frame: pd.DataFrame, root: Path, full: dict, progress=None) -> dict:
+    """The main metric with each input removed (and each pair, with three or more inputs);
+    an input's contribution is the drop its removal causes (for rmse, the rise)."""
+    from itertools import combinations
+
+    names = list(prep.manifest.inputs)
+    groups = [(n,) for n in names] + (list(combinations(names, 2)) if len(names) >= 3 else [])
+    main = main_metric(prep)
+    base = full[main]
+    lower_is_better = main == "rmse"
+    rows = []
+    for g in groups:
+        got = score(prep, frame, predict_frame(signature, prep, blank(prep, frame, g), root, progress))[main]
+        drop = None if base is None or got is None else (got - base if lower_is_better else base - got)
+        rows.append({"removed": list(g), "metric": main, "score": got, "drop": drop})
+    return {"metric": main, "full": base, "rows": rows}

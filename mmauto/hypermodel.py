@@ -13,6 +13,7 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
+from mmauto.cache import pooled_key, tokens_key
 from mmauto.data.pipeline import Preprocessing, present_key
 from mmauto.fusion import FUSIONS
 from mmauto.hp import pick
@@ -37,6 +38,9 @@ class MultimodalHyperModel(kt.HyperModel):
         super().__init__(name="mmauto", **kwargs)
         self.prep = prep
         self.manifest = prep.manifest
+        # Inputs whose frozen encoder outputs come from the feature cache in the next build:
+        # name -> {"pooled": shape, "tokens": shape or None}. Empty: the full graph.
+        self.cached: dict[str, dict] = {}
 
     # === Choices ===
 
@@ -52,14 +56,31 @@ class MultimodalHyperModel(kt.HyperModel):
         train, space = self.manifest.train, self.manifest.search.space
         return pick(hp, "batch_size", train.batch_size if train.batch_size is not None else space.batch_size, [16, 32, 64], default=32)
 
+    def frozen(self, hp) -> dict[str, str]:
+        """Inputs whose chosen encoder trains no weight in this hp set (cacheable)."""
+        return {n: e for n, e in self.encoders(hp).items() if self.prep.encoder(n, e).is_frozen(hp)}
+
     def input_keys(self, hp) -> list[str]:
         keys = []
         for name, etype in self.encoders(hp).items():
-            keys += [k for k, _, _ in self.prep.encoder_inputs(name, etype).values()]
+            if name in self.cached:
+                keys.append(pooled_key(name))
+                if self.cached[name]["tokens"] is not None:
+                    keys.append(tokens_key(name))
+            else:
+                keys += [k for k, _, _ in self.prep.encoder_inputs(name, etype).values()]
             keys.append(present_key(name))
         return keys
 
     # === Build ===
+
+    def _cached_inputs(self, name, inputs) -> Encoded:
+        spec = self.cached[name]
+        pooled = inputs[pooled_key(name)] = keras.Input(tuple(spec["pooled"]), name=pooled_key(name))
+        tokens = None
+        if spec["tokens"] is not None:
+            tokens = inputs[tokens_key(name)] = keras.Input(tuple(spec["tokens"]), name=tokens_key(name))
+        return Encoded(pooled, tokens)
 
     def build(self, hp):
         m = self.manifest
@@ -79,11 +100,14 @@ class MultimodalHyperModel(kt.HyperModel):
             cands = self.prep.candidates(name)
             scope = hp.conditional_scope(f"{name}/encoder", [etype]) if len(cands) > 1 else contextlib.nullcontext()
             with scope:
-                enc = self.prep.encoder(name, etype)
-                feeds = {}
-                for feat, (key, shape, dtype) in self.prep.encoder_inputs(name, etype).items():
-                    inputs[key] = feeds[feat] = keras.Input(shape, dtype=dtype, name=key)
-                out = enc.build(hp, feeds, name)
+                if name in self.cached:
+                    out = self._cached_inputs(name, inputs)
+                else:
+                    enc = self.prep.encoder(name, etype)
+                    feeds = {}
+                    for feat, (key, shape, dtype) in self.prep.encoder_inputs(name, etype).items():
+                        inputs[key] = feeds[feat] = keras.Input(shape, dtype=dtype, name=key)
+                    out = enc.build(hp, feeds, name)
             present = inputs[present_key(name)] = keras.Input((), dtype="float32", name=present_key(name))
             pooled = layers.Dense(width, name=f"{name}_to_width")(out.pooled)
             tokens = None

@@ -156,6 +156,7 @@ class TrainSpec(Strict):
     class_weight: Optional[Literal["balanced"]] = None
     seed: int = 42
     mixed_precision: bool = False
+    feature_cache: bool = True  # frozen encoders' outputs computed once, reused by every trial
     threshold: float = Field(0.5, gt=0, lt=1)
 
 

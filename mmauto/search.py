@@ -68,9 +68,10 @@ class MmautoTuner(kt.Tuner):
     size, trains with early stopping and the deadline, keeps the best epoch's weights."""
 
     def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
-                 deadline: Optional[float], reserve: float, max_trials: int, on_event=None, **kwargs):
+                 deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None, **kwargs):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.data = data
+        self.cache = cache
         self.epochs = epochs
         self.patience = patience
         self.deadline = deadline
@@ -81,16 +82,38 @@ class MmautoTuner(kt.Tuner):
         self.histories: dict[str, dict] = {}
         self.stop_reason: Optional[str] = None
 
-    def run_trial(self, trial, *args, **kwargs):
+    # === Frozen-feature cache ===
+
+    def use_cache(self, hp) -> dict[str, str]:
+        """Point the hypermodel at cached features for this hp set's frozen encoders."""
+        hm: MultimodalHyperModel = self.hypermodel
+        frozen = hm.frozen(hp) if self.cache is not None else {}
+        hm.cached = {n: self.cache.specs(n, e) for n, e in frozen.items()}
+        return frozen
+
+    def _batches(self, split: str, hp, frozen: dict, shuffle: bool):
         hm: MultimodalHyperModel = self.hypermodel
         prep = hm.prep
+        ds = self.data[split]
+        if frozen:
+            import tensorflow as tf
+
+            extra = tuple(self.cache.dataset(n, e, split) for n, e in frozen.items())
+            ds = tf.data.Dataset.zip((ds, *extra)).map(lambda fy, *es: ({**fy[0], **{k: v for e in es for k, v in e.items()}}, fy[1]))
+        encoders = {n: e for n, e in hm.encoders(hp).items() if n not in frozen}
+        seed = prep.manifest.train.seed if shuffle else None
+        return prep.batches(ds, hm.batch_size(hp), encoders, hm.input_keys(hp), shuffle_seed=seed, size=self.data["train_rows"])
+
+    # === Trials ===
+
+    def run_trial(self, trial, *args, **kwargs):
+        hm: MultimodalHyperModel = self.hypermodel
         hp = trial.hyperparameters
         t0 = time.time()
+        frozen = self.use_cache(hp)
         model = hm.build(hp)
-        encoders, keys, bs = hm.encoders(hp), hm.input_keys(hp), hm.batch_size(hp)
-        seed = prep.manifest.train.seed
-        train = prep.batches(self.data["train"], bs, encoders, keys, shuffle_seed=seed, size=self.data["train_rows"])
-        val = prep.batches(self.data["validation"], bs, encoders, keys)
+        train = self._batches("train", hp, frozen, shuffle=True)
+        val = self._batches("validation", hp, frozen, shuffle=False)
         objective = self.oracle.objective
         epochs = hp.values.get("tuner/epochs", self.epochs)
         initial = hp.values.get("tuner/initial_epoch", 0)

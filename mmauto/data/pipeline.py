@@ -58,6 +58,8 @@ class Preprocessing:
                 key = enc.prep_key()
                 if key and key not in preps:
                     preps[key] = enc.fit_prep(raw)
+                elif not key:
+                    enc.fit_prep(raw)  # checks only (e.g. that a preset can be loaded)
             state["inputs"][name] = {"modality": mstate, "preps": preps, "encoders": candidates(spec)}
         if manifest.task == "regression":
             y = np.asarray(target_values(manifest, train.frame)[0], "float64")

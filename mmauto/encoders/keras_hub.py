@@ -88,8 +88,8 @@ class KerasHubEncoder(Encoder):
 
     # --- text preprocessing ------------------------------------------------------------------
     def fit_prep(self, raw_train):
-        if self.spec.modality == "text":
-            load("tokenizer", self.spec.encoder.preset, self.key)  # fail early and clearly
+        # Fail before any trial starts, with one clear line, when the preset cannot be had.
+        load("tokenizer" if self.spec.modality == "text" else "backbone", self.spec.encoder.preset, self.key)
         return {"preset": self.spec.encoder.preset}
 
     def make_prep(self, state):
