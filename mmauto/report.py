@@ -366,7 +366,9 @@ def _ablation(ablation, out: Path) -> str:
     bars = ax.barh([" + ".join(r["removed"]) for r in rows], drops, color=["C0" if d > 0 else "0.65" for d in drops])
     ax.bar_label(bars, fmt="%+.4f", fontsize=8, padding=3)
     ax.axvline(0, color="0.3", lw=1)
-    ax.margins(x=0.2)
+    lo, hi = min(0.0, *drops), max(0.0, *drops)
+    pad = 0.25 * ((hi - lo) or 0.01)  # room on both sides for the value labels, zero bars included
+    ax.set_xlim(lo - pad, hi + pad)
     worse = "rise" if metric == "rmse" else "drop"
     ax.set(xlabel=f"{worse} in {metric} without the input(s)", title=f"ablation ({ablation.get('split', '?')}, all inputs: {_num(ablation.get('full'))})")
     ax.grid(axis="x", alpha=0.3)
@@ -402,9 +404,10 @@ def _serving(card: dict, run_dir: Path, name: str) -> str:
     lines += [")", "print({k: v.numpy() for k, v in out.items()})"]
     outputs = ", ".join(f"{k} ({v.get('dtype')} {_shape(v.get('shape'))})" for k, v in (sig.get("outputs") or {}).items())
     return (table + (f"<p>Outputs: {_e(outputs)}.</p>" if outputs else "")
-            + f"<h3>TF Serving REST request</h3><pre>POST /v1/models/{_e(name)}:predict\n\n{_e(body)}</pre>"
-            + _note(f"TF Serving loads numbered versions: copy {model_dir} to BASE/1 and start tensorflow_model_server "
-                    f"with --model_name={name} --model_base_path=BASE --rest_api_port=8501.")
+            # TF Serving only loads numbered version folders, which the run folder does not have.
+            + f"<h3>TF Serving REST request</h3><pre># BASE/1 is a copy of {_e(model_dir)}\n"
+              f"tensorflow_model_server --rest_api_port=8501 --model_name={_e(name)} --model_base_path=BASE\n\n"
+              f"POST /v1/models/{_e(name)}:predict\n\n{_e(body)}</pre>"
             + "<h3>Python</h3><pre>" + _e("\n".join(lines)) + "</pre>")
 
 

@@ -16,7 +16,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @pytest.fixture(scope="module")
 def run(demo_dir, tmp_path_factory) -> Path:
-    """A small two-trial fit (two fusions, so the trial plot has a legend) once per module."""
+    """A small two-trial fit, once per module, searching two fusions."""
     out = tmp_path_factory.mktemp("report") / "r"
     manifest = demo_dir / "manifest.yaml"
     data = yaml.safe_load(manifest.read_text())

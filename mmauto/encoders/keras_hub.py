@@ -105,12 +105,12 @@ class KerasHubEncoder(Encoder):
 
     def build(self, hp, inputs, scope):
         backbone = load("backbone", self.spec.encoder.preset, self.key)
-        backbone._name = f"{scope}_backbone"  # two inputs may use one preset: scope by input
+        backbone.name = f"{scope}_backbone"  # two inputs may use one preset: scope by input
         _set_trainable(backbone, self.spec.encoder.trainable)
         if self.spec.modality == "image":
             try:
                 converter = load("image_converter", self.spec.encoder.preset, self.key)
-                converter._name = f"{scope}_converter"
+                converter.name = f"{scope}_converter"
                 x = converter(inputs["image"])
             except (PresetError, FileNotFoundError):
                 x = layers.Rescaling(1.0 / 255.0, name=f"{scope}_rescale")(inputs["image"])

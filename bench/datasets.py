@@ -1,0 +1,180 @@
+"""Benchmark data sets, written to a temp folder from the real data in ../shared/data (read in
+place; only derived files, such as MNIST PNGs and subsampled tables, are written) and from
+generators.
+
+- AV-digits: MNIST test images paired with FSDD spoken digits of the same digit.
+- Women's clothing reviews: text + tabular, two targets.
+- A generated tabular + text table of any size (the memory benchmark).
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common import SHARED_DATA, Skipped, write_manifest
+
+FSDD = SHARED_DATA / "fsdd"
+MNIST = SHARED_DATA / "mnist_test"
+CLOTHING = SHARED_DATA / "womens_clothing_reviews" / "Womens Clothing E-Commerce Reviews.csv"
+
+
+def _need(*paths: Path) -> None:
+    for p in paths:
+        if not p.exists():
+            raise Skipped(f"real data not found: {p} (the benchmark reads ../shared/data next to the repo)")
+
+
+# === AV-digits ===
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip) as a numpy array: magic 0x0803 images [N, H, W] or 0x0801 labels [N]."""
+    raw = gzip.open(path, "rb").read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test_per_digit: int | None = None) -> dict:
+    """train.csv / test.csv and three manifests (image+audio, image only, audio only).
+
+    Every FSDD recording is paired with its own MNIST image of the same digit (a fixed
+    permutation per digit from `seed`; no image is used twice). FSDD's official test split
+    (recording index 0-4) is the test table; the rest trains (mmauto splits validation from it).
+    `*_per_digit` subsample the rows (the --quick run); None keeps all of them.
+    """
+    _need(FSDD / "fsdd_index.csv", MNIST / "t10k-images-idx3-ubyte.gz", MNIST / "t10k-labels-idx1-ubyte.gz")
+    from PIL import Image
+
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
+    index = pd.read_csv(FSDD / "fsdd_index.csv")
+    rng = np.random.default_rng(seed)
+    rows = {"train": [], "test": []}
+    for digit in range(10):
+        pool = rng.permutation(np.flatnonzero(labels == digit))
+        used = 0
+        for split, per in (("test", test_per_digit), ("train", train_per_digit)):
+            rec = index[(index["digit"] == digit) & ((index["index"] <= 4) if split == "test" else (index["index"] >= 5))]
+            rec = rec.sort_values(["speaker", "index"])
+            if per is not None and per < len(rec):
+                rec = rec.iloc[np.sort(rng.choice(len(rec), per, replace=False))]
+            for r in rec.itertuples():
+                img = int(pool[used])
+                used += 1
+                name = f"images/mnist_{img:05d}.png"
+                Image.fromarray(images[img]).save(out / name)
+                rows[split].append({"image": name, "audio": str((FSDD / r.path).resolve()), "digit": digit,
+                                    "speaker": r.speaker, "mnist_index": img})
+    for split, recs in rows.items():
+        pd.DataFrame.from_records(recs).sample(frac=1.0, random_state=seed).to_csv(out / f"{split}.csv", index=False)
+    inputs = {
+        "image": {"modality": "image", "column": "image", "size": [28, 28], "channels": 1},
+        "audio": {"modality": "audio", "column": "audio", "sample_rate": 8000, "max_seconds": 0.8},
+    }
+    manifests = {}
+    for name, keep in (("image+audio", ["image", "audio"]), ("image only", ["image"]), ("audio only", ["audio"])):
+        data = {
+            "name": "av_digits_" + "_".join(keep),
+            "task": "classification",
+            "data": {"train": "train.csv", "test": "test.csv", "split": {"validation": 0.15, "seed": 42, "stratify": True}},
+            "target": "digit",
+            "inputs": {k: inputs[k] for k in keep},
+            "search": {"tuner": "bayesian"},
+            "train": {"epochs": 12, "early_stopping": 3, "seed": 42},
+        }
+        manifests[name] = write_manifest(out / f"manifest_{'_'.join(keep)}.yaml", data)
+    return {"manifests": manifests, "train_rows": len(rows["train"]), "test_rows": len(rows["test"])}
+
+
+# === Women's clothing reviews ===
+
+
+def clothing(out: Path, rows: int, seed: int = 0, test_fraction: float = 0.2) -> dict:
+    """A fixed-seed subsample of `rows` rows, split into train.csv / test.csv, and one
+    manifest per target (Recommended IND: binary; Rating: 5 classes). The other target
+    column is dropped from the table, as the data set's README advises."""
+    _need(CLOTHING)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(CLOTHING, index_col=0)
+    total = len(frame)
+    frame = frame.sample(n=min(rows, total), random_state=seed).reset_index(drop=True)
+    cut = int(round(len(frame) * (1 - test_fraction)))
+    inputs = {
+        "review": {"modality": "text", "column": "Review Text", "max_length": 128},
+        "title": {"modality": "text", "column": "Title", "max_length": 16},
+        "meta": {"modality": "tabular", "numeric": ["Age", "Positive Feedback Count"],
+                 "categorical": ["Division Name", "Department Name", "Class Name"]},
+    }
+    manifests = {}
+    for target, drop in (("Recommended IND", "Rating"), ("Rating", "Recommended IND")):
+        slug = target.lower().replace(" ", "_")
+        folder = out / slug
+        folder.mkdir(exist_ok=True)
+        table = frame.drop(columns=[drop])
+        table.iloc[:cut].to_csv(folder / "train.csv", index=False)
+        table.iloc[cut:].to_csv(folder / "test.csv", index=False)
+        data = {
+            "name": f"clothing_{slug}",
+            "task": "classification",
+            "data": {"train": "train.csv", "test": "test.csv", "split": {"validation": 0.15, "seed": 42, "stratify": True}},
+            "target": target,
+            "inputs": inputs,
+            "search": {"tuner": "bayesian"},
+            "train": {"epochs": 10, "early_stopping": 2, "seed": 42},
+        }
+        manifests[target] = write_manifest(folder / "manifest.yaml", data)
+    return {"manifests": manifests, "rows": len(frame), "of_rows": total, "train_rows": cut, "test_rows": len(frame) - cut}
+
+
+# === Generated tabular + text ===
+
+_WORDS = np.array("good bad fine great poor love hate ok nice awful soft hard warm cold small large red blue "
+                  "fits runs true size order again return shop price worth cheap quality fabric colour".split())
+
+
+def tabular_text(path: Path, rows: int, seed: int = 0, chunk: int = 20000) -> Path:
+    """A CSV of `rows` rows: two numeric, two categorical and one short text column, and a
+    3-class label that depends on all of them. Written in chunks (bounded memory here too)."""
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        for start in range(0, rows, chunk):
+            n = min(chunk, rows - start)
+            x1 = rng.normal(size=n)
+            x2 = rng.uniform(0, 100, size=n)
+            cat1 = rng.choice(["north", "south", "east", "west"], size=n)
+            cat2 = rng.choice([f"shop{i}" for i in range(50)], size=n)
+            lens = rng.integers(4, 16, size=n)
+            words = rng.choice(_WORDS, size=(n, 16))
+            text = [" ".join(w[:k]) for w, k in zip(words, lens)]
+            score = x1 + (x2 > 50) + (cat1 == "north") + np.array(["good" in t or "great" in t for t in text])
+            label = np.digitize(score, [0.5, 1.5])
+            part = pd.DataFrame({"x1": x1.round(4), "x2": x2.round(2), "region": cat1, "shop": cat2,
+                                 "text": text, "label": np.array(["low", "mid", "high"])[label]})
+            part.to_csv(f, index=False, header=start == 0)
+    return path
+
+
+def tabular_text_manifest(path: Path, table: Path, batch_size: int = 128) -> Path:
+    return write_manifest(path, {
+        "name": "rss",
+        "task": "classification",
+        "data": {"train": str(table), "split": {"validation": 0.1, "test": 0.1, "seed": 42}},
+        "target": "label",
+        "inputs": {
+            "text": {"modality": "text", "column": "text", "max_length": 16, "encoder": {"type": "tfidf"}},
+            "meta": {"modality": "tabular", "numeric": ["x1", "x2"], "categorical": ["region", "shop"], "encoder": {"type": "mlp"}},
+        },
+        "search": {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 32, "dropout": 0.1,
+                                                                  "learning_rate": 0.003, "hybrid": False}},
+        "train": {"epochs": 1, "batch_size": batch_size, "early_stopping": False, "seed": 42},
+    })

@@ -1,0 +1,107 @@
+"""One contract test over every registered encoder and fusion: a new component is picked up
+by its registry and checked here with no test of its own needed."""
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+import yaml
+
+from mmauto.data.checks import load_splits
+from mmauto.data.pipeline import Preprocessing
+from mmauto.encoders import ENCODERS, Encoded
+from mmauto.fusion import FUSIONS
+from mmauto.manifest import SpaceSpec, load_manifest
+
+from hub_presets import tiny_bert, tiny_vit
+
+
+@pytest.fixture(scope="module")
+def prep(demo_dir, tmp_path_factory):
+    """The demo manifest with every registered encoder as a candidate of its modality."""
+    tmp = tmp_path_factory.mktemp("contract")
+    presets = {"image": tiny_vit(tmp / "vit"), "text": tiny_bert(tmp / "bert")}
+    data = yaml.safe_load((demo_dir / "manifest.yaml").read_text())
+    data["data"]["train"] = str(demo_dir / "train.csv")
+    for name, body in data["inputs"].items():
+        types = [n for n, cls in ENCODERS.items() if body["modality"] in cls.modalities]
+        body["encoder"] = {"type": types}
+        if "keras_hub" in types:
+            body["encoder"]["preset"] = str(presets[body["modality"]])
+    (tmp / "m.yaml").write_text(yaml.safe_dump(data))
+    m = load_manifest(tmp / "m.yaml")
+    return Preprocessing.fit(m, load_splits(m))
+
+
+def random_input(shape, dtype, batch=3):
+    if dtype.startswith("int"):
+        return np.random.randint(0, 2, size=(batch, *shape)).astype(dtype)  # valid for every id kind
+    return np.random.rand(batch, *shape).astype(dtype) * (255 if len(shape) == 3 else 1)
+
+
+def encoder_cases():
+    return [(n, m) for n, cls in ENCODERS.items() for m in cls.modalities]
+
+
+INPUT_OF = {"image": "photo", "text": "review", "audio": "voice", "tabular": "meta"}
+
+
+@pytest.mark.parametrize("etype,modality", encoder_cases(), ids=lambda x: str(x))
+def test_encoder_contract(prep, etype, modality):
+    if modality not in INPUT_OF:
+        pytest.skip(f"no demo input of modality {modality}")
+    name = INPUT_OF[modality]
+    enc = prep.encoder(name, etype)
+    feeds, arrays = {}, {}
+    for feat, (key, shape, dtype) in prep.encoder_inputs(name, etype).items():
+        assert key.startswith(f"{name}__"), "feature keys are scoped by the input's name"
+        feeds[feat] = keras.Input(shape, dtype=dtype, name=key)
+        arrays[key] = random_input(shape, dtype)
+    out = enc.build(kt.HyperParameters(), feeds, name)
+    assert isinstance(out, Encoded)
+    model = keras.Model({feeds[f].name: feeds[f] for f in feeds}, {"pooled": out.pooled, **({"tokens": out.tokens} if out.tokens is not None else {})})
+    for layer in model.layers:
+        assert layer.name.startswith(name) or isinstance(layer, keras.layers.InputLayer), f"layer {layer.name} is not scoped by '{name}'"
+    got = model({k: v for k, v in arrays.items()}, training=False)
+    assert len(got["pooled"].shape) == 2 and got["pooled"].shape[0] == 3
+    if "tokens" in got:
+        assert len(got["tokens"].shape) == 3 and got["tokens"].shape[0] == 3
+
+
+def fusion_cases():
+    cases = []
+    for name, cls in FUSIONS.items():
+        for n in (1, 2, 3):
+            if n >= cls.min_inputs:
+                cases.append((name, n))
+    return cases
+
+
+@pytest.mark.parametrize("fname,n", fusion_cases(), ids=lambda x: str(x))
+def test_fusion_contract(fname, n):
+    """Every fusion works with any number of inputs (from its minimum), with and without tokens."""
+    width = 8
+    inputs, encoded = [], {}
+    for i in range(n):
+        pooled = keras.Input((width,), name=f"in{i}_pooled")
+        inputs.append(pooled)
+        tokens = None
+        if i % 2 == 0:  # alternate inputs with and without token sequences
+            tokens = keras.Input((i + 2, width), name=f"in{i}_tokens")
+            inputs.append(tokens)
+        encoded[f"in{i}"] = Encoded(pooled, tokens)
+    fusion = FUSIONS.get(fname)(SpaceSpec())
+    out = fusion.build(kt.HyperParameters(), encoded, width, 0.1)
+    outs = list(out.values()) if fusion.late else [out]
+    model = keras.Model(inputs, outs)
+    got = model([np.random.rand(4, *t.shape[1:]).astype("float32") for t in inputs])
+    got = got if isinstance(got, list) else [got]
+    for g in got:
+        assert g.shape[0] == 4 and len(g.shape) == 2
+
+
+def test_cross_attention_combinations():
+    from mmauto.fusion.cross_attention import combos
+
+    assert combos(["V", "T"]) == [("V", "T")]
+    assert combos(["V", "T", "A"]) == [("V", "T"), ("V", "A"), ("T", "A"), ("V", "T", "A")]

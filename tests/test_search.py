@@ -1,0 +1,99 @@
+"""The search: several fusion types, a hard time budget, resume after SIGKILL, refusal of a
+changed manifest."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+
+def small_manifest(demo_dir, path, **search):
+    data = yaml.safe_load((demo_dir / "manifest.yaml").read_text())
+    data["data"]["train"] = str(demo_dir / "train.csv")
+    # Text + table keep trials short; the search logic is the same for every modality.
+    data["inputs"] = {k: v for k, v in data["inputs"].items() if k in ("review", "meta")}
+    data["search"] = {"tuner": "random", "max_trials": 3, "space": {"fusion": ["concat", "gated", "sum"], "width": 16}, **search}
+    data["train"] = {"epochs": 2, "batch_size": 32}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def completed_trials(run: Path) -> list[str]:
+    out = []
+    for f in sorted((run / "search").glob("trial_*/trial.json")) if (run / "search").exists() else []:
+        t = json.loads(f.read_text())
+        if t.get("status") == "COMPLETED":
+            out.append(t["trial_id"])
+    return out
+
+
+def test_tiny_search_covers_fusions_and_leaderboard(demo_dir, tmp_path):
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
+    r = run_cli("fit", m, "--out", tmp_path / "run", "--json", "--seed", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
+    assert len({r["fusion"] for r in rows}) >= 2
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)  # val_accuracy: best first
+    csv = (tmp_path / "run" / "leaderboard.csv").read_text().splitlines()
+    assert csv[0].startswith("rank,trial,status,score") and len(csv) == 5
+
+
+def test_time_budget_is_hard(demo_dir, tmp_path):
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=200)
+    budget = 40
+    t0 = time.time()
+    r = run_cli("fit", m, "--out", tmp_path / "run", "--time-budget", f"{budget}s", "--json")
+    wall = time.time() - t0
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    # The process also pays Python/TF start-up (~5 s here) before the budget's clock starts.
+    assert wall < budget + 12, wall
+    assert summary["seconds"] <= budget + 3
+    assert 1 <= summary["trials"] < 200 and summary["stop_reason"].startswith("time budget")
+    assert (tmp_path / "run" / "model" / "saved_model.pb").exists()
+
+
+def test_resume_after_sigkill(demo_dir, tmp_path):
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
+    run = tmp_path / "run"
+    exe = Path(sys.executable).with_name("mmauto")
+    proc = subprocess.Popen([str(exe), "fit", str(m), "--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len(completed_trials(run)) < 2:
+            time.sleep(0.5)
+        done_before = completed_trials(run)
+        assert len(done_before) >= 2, "the search did not finish two trials in time"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    r = run_cli("fit", m, "--out", run, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["resumed"]
+    after = completed_trials(run)
+    assert set(done_before) <= set(after) and len(after) == 4
+    rows = json.loads((run / "leaderboard.json").read_text())
+    assert sorted(r["trial"] for r in rows) == sorted(after)
+
+
+def test_changed_manifest_is_refused(demo_dir, tmp_path):
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1)
+    assert run_cli("fit", m, "--out", tmp_path / "run", "--json").returncode == 0
+    data = yaml.safe_load(m.read_text())
+    data["train"]["epochs"] = 5
+    m.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("fit", m, "--out", tmp_path / "run")
+    assert r.returncode == 2 and "train.epochs (2 -> 5)" in r.stderr and "--overwrite" in r.stderr
+    r = run_cli("fit", m, "--out", tmp_path / "run", "--overwrite", "--json")
+    assert r.returncode == 0 and not json.loads(r.stdout)["resumed"]
