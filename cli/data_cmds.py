@@ -40,11 +40,12 @@ def demo(
     rows: int = typer.Option(240, "--rows", help="Number of rows."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     missing: float = typer.Option(0.0, "--missing", help="Fraction of rows with one input left empty."),
+    redundant: bool = typer.Option(False, "--redundant", help="Every input alone tells the label (robustness demo)."),
 ):
     """Write a small offline demo data set (images, text, audio, table) and its manifest."""
     from mmauto import api
 
-    path = api.demo(out, rows=rows, seed=seed, missing=missing)
+    path = api.demo(out, rows=rows, seed=seed, missing=missing, redundant=redundant)
     c = console()
     c.print(f"wrote {rows} rows and {path}")
     c.print(f"next: mmauto validate {path}   then   mmauto fit {path} --out runs/demo")

@@ -19,10 +19,10 @@ def validate(manifest_path) -> dict:
     return summarize(load_splits(load_manifest(manifest_path)))
 
 
-def demo(out, rows: int = 240, seed: int = 0, missing: float = 0.0) -> Path:
+def demo(out, rows: int = 240, seed: int = 0, missing: float = 0.0, redundant: bool = False) -> Path:
     from mmauto.demo import write_demo
 
-    return write_demo(Path(out), rows=rows, seed=seed, missing=missing)
+    return write_demo(Path(out), rows=rows, seed=seed, missing=missing, redundant=redundant)
 
 
 def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=None, seed: Optional[int] = None,

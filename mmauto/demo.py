@@ -98,10 +98,12 @@ def _label(total: int) -> str:
     return "low" if total <= 1 else "mid" if total == 2 else "high"
 
 
-def write_demo(out: Path, rows: int = 240, seed: int = 0, missing: float = 0.0) -> Path:
+def write_demo(out: Path, rows: int = 240, seed: int = 0, missing: float = 0.0, redundant: bool = False) -> Path:
     """Write DIR/train.csv, DIR/images/*.png, DIR/audio/*.wav and DIR/manifest.yaml.
 
     Returns the manifest path. `missing` is the fraction of rows that lose one input cell.
+    `redundant`: every input carries the same bit and the label (yes/no) is that bit, so any
+    one input suffices: the data set for missing-modality robustness.
     """
     if rows < MIN_ROWS:
         raise DataError(f"--rows: at least {MIN_ROWS} rows are needed, got {rows}")
@@ -115,6 +117,8 @@ def write_demo(out: Path, rows: int = 240, seed: int = 0, missing: float = 0.0) 
     # One bit per modality (image, audio, text, tabular), drawn first so the bits do not
     # depend on how many random numbers the per-row content uses.
     bits = rng.integers(0, 2, size=(rows, 4))
+    if redundant:
+        bits = np.repeat(bits[:, :1], 4, axis=1)
     records = []
     for i, (b_img, b_aud, b_txt, b_tab) in enumerate(bits.tolist()):
         image, audio = f"images/img_{i:05d}.png", f"audio/clip_{i:05d}.wav"
@@ -133,7 +137,7 @@ def write_demo(out: Path, rows: int = 240, seed: int = 0, missing: float = 0.0) 
             "weight": round(float(rng.uniform(0.2, 5.0)), 3),
             "colour": str(rng.choice(COLOURS)),
             "store": str(store),
-            "label": _label(b_img + b_aud + b_txt + b_tab),
+            "label": ("yes" if b_img else "no") if redundant else _label(b_img + b_aud + b_txt + b_tab),
         })
     table = pd.DataFrame.from_records(records)
 
@@ -149,5 +153,9 @@ def write_demo(out: Path, rows: int = 240, seed: int = 0, missing: float = 0.0) 
 
     table.to_csv(out / "train.csv", index=False)
     manifest = out / "manifest.yaml"
-    manifest.write_text(MANIFEST, encoding="utf-8")
+    text = MANIFEST
+    if redundant:
+        text = text.replace("the label (low/mid/high) depends on all four inputs together",
+                            "every input alone tells the label (yes/no)")
+    manifest.write_text(text, encoding="utf-8")
     return manifest
