@@ -37,7 +37,7 @@ def validate(
 
 def demo(
     out: Path = typer.Option(Path("mmauto-demo"), "--out", help="Folder to write the demo data set into."),
-    rows: int = typer.Option(240, "--rows", help="Number of rows."),
+    rows: int = typer.Option(400, "--rows", help="Number of rows."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     missing: float = typer.Option(0.0, "--missing", help="Fraction of rows with one input left empty."),
     redundant: bool = typer.Option(False, "--redundant", help="Every input alone tells the label (robustness demo)."),

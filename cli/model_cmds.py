@@ -67,7 +67,14 @@ class FitPrinter:
             self.say(f"[green]done[/] in {s['seconds']:.0f}s" + (f" of a {s['time_budget']:.0f}s budget" if s["time_budget"] else "")
                      + (f" ({s['stop_reason']})" if s["stop_reason"] else ""))
             run = Path(s["run_dir"])
-            self.say(f"model: {run / 'model'}   card: {run / 'mmauto.json'}   metrics: {json.dumps({k: _headline(v) for k, v in s['metrics'].items()})}")
+            self.say(f"model: {run / 'model'}   card: {run / 'mmauto.json'}" + (f"   report: {s['report']}" if s.get("report") else ""))
+            self.say(f"metrics: {json.dumps({k: _headline(v) for k, v in s['metrics'].items()})}")
+        elif kind == "warning":
+            self.say(f"[yellow]warning:[/] {kw['text']}")
+        elif kind == "cache":
+            self.say(f"caching frozen {kw['encoder']} features of '{kw['input']}' ({kw['split']})")
+        elif kind == "ablation":
+            self.say(f"ablation: scoring the {kw['split']} split with each input removed")
 
 
 def _headline(m: dict) -> dict:

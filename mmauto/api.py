@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from mmauto.errors import MmautoError, SearchError
+
 
 def validate(manifest_path) -> dict:
     """Schema and data checks without training; returns the summary (raises on problems)."""
@@ -19,7 +21,7 @@ def validate(manifest_path) -> dict:
     return summarize(load_splits(load_manifest(manifest_path)))
 
 
-def demo(out, rows: int = 240, seed: int = 0, missing: float = 0.0, redundant: bool = False) -> Path:
+def demo(out, rows: int = 400, seed: int = 0, missing: float = 0.0, redundant: bool = False) -> Path:
     from mmauto.demo import write_demo
 
     return write_demo(Path(out), rows=rows, seed=seed, missing=missing, redundant=redundant)
@@ -178,7 +180,12 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
     (run_dir / "history.json").write_text(json.dumps({"trial": best.trial_id, "history": history}, indent=2))
     card.write(run_dir, prep, hp.values, encoders, scores, summary)
     from mmauto.report import write_report
-    summary["report"] = str(write_report(run_dir))
+
+    try:
+        summary["report"] = str(write_report(run_dir))
+    except MmautoError as exc:  # the model is exported; a report problem must not lose it
+        summary["report"] = None
+        emit("warning", text=f"report not written: {exc}; run `mmauto report {run_dir}` after fixing it")
     emit("done", summary=summary, leaderboard=rows)
     return summary
 

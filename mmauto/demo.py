@@ -44,11 +44,11 @@ inputs:
   meta:   {modality: tabular, numeric: [price, weight], categorical: [colour, store]}
 search:
   tuner: random
-  max_trials: 2
+  max_trials: 4
   time_budget: 4m
 train:
-  epochs: 8
-  early_stopping: 3
+  epochs: 30
+  early_stopping: 6
 """
 
 
@@ -98,7 +98,7 @@ def _label(total: int) -> str:
     return "low" if total <= 1 else "mid" if total == 2 else "high"
 
 
-def write_demo(out: Path, rows: int = 240, seed: int = 0, missing: float = 0.0, redundant: bool = False) -> Path:
+def write_demo(out: Path, rows: int = 400, seed: int = 0, missing: float = 0.0, redundant: bool = False) -> Path:
     """Write DIR/train.csv, DIR/images/*.png, DIR/audio/*.wav and DIR/manifest.yaml.
 
     Returns the manifest path. `missing` is the fraction of rows that lose one input cell.
