@@ -69,6 +69,12 @@ class FitPrinter:
             run = Path(s["run_dir"])
             self.say(f"model: {run / 'model'}   card: {run / 'mmauto.json'}" + (f"   report: {s['report']}" if s.get("report") else ""))
             self.say(f"metrics: {json.dumps({k: _headline(v) for k, v in s['metrics'].items()})}")
+        elif kind == "chief_listening":
+            self.say(f"chief: serving the search at {kw['address']}; start workers with --distributed worker --oracle {kw['address']}")
+        elif kind == "worker_trial_end":
+            self.say(f"chief: a worker finished trial {kw['trial']}")
+        elif kind == "worker_done":
+            self.say(f"[green]worker done[/]: {kw['summary']['trials']} trial(s); the chief exports the model")
         elif kind == "warning":
             self.say(f"[yellow]warning:[/] {kw['text']}")
         elif kind == "cache":
@@ -106,6 +112,10 @@ def fit(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs per trial."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute on GPUs."),
+    distributed: Optional[str] = typer.Option(None, "--distributed", help="chief | worker: a search spread over processes or machines."),
+    oracle: Optional[str] = typer.Option(None, "--oracle", help="The chief's HOST:PORT (with --distributed)."),
+    worker_id: Optional[str] = typer.Option(None, "--worker-id", help="A unique name for this worker (default: worker-PID)."),
+    worker_timeout: float = typer.Option(600.0, "--worker-timeout", help="Chief: give up on workers silent this many seconds."),
     json_out: bool = typer.Option(False, "--json", help="No progress; print a JSON summary."),
 ):
     """Search multimodal models and export the best as a raw-input SavedModel."""
@@ -124,7 +134,8 @@ def fit(
 
         raise MmautoError(f"--tuner: {one_of(tuner, ['random', 'bayesian', 'hyperband'], 'tuner')}")
     summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
-                      tuner=tuner, epochs=epochs, mixed_precision=mixed_precision, on_event=FitPrinter(not json_out))
+                      tuner=tuner, epochs=epochs, mixed_precision=mixed_precision, distributed=distributed,
+                      oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout, on_event=FitPrinter(not json_out))
     if json_out:
         print_json(summary)
 

@@ -29,8 +29,13 @@ def demo(out, rows: int = 400, seed: int = 0, missing: float = 0.0, redundant: b
 
 def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=None, seed: Optional[int] = None,
         overwrite: bool = False, tuner: Optional[str] = None, epochs: Optional[int] = None,
-        mixed_precision: bool = False, on_event=None) -> dict:
-    """Search, pick the best trial, export the SavedModel, write the run folder's files."""
+        mixed_precision: bool = False, distributed: Optional[str] = None, oracle_address: Optional[str] = None,
+        worker_id: Optional[str] = None, worker_timeout: float = 600.0, on_event=None) -> dict:
+    """Search, pick the best trial, export the SavedModel, write the run folder's files.
+
+    `distributed="chief"` serves the search's oracle at `oracle_address` and exports at the
+    end; `"worker"` runs trials for that chief and exports nothing.
+    """
     import json
     import shutil
     import time
@@ -53,12 +58,13 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
     deadline = start + budget if budget else None
     emit = on_event or (lambda *a, **k: None)
     run_dir = Path(out)
-    if overwrite and run_dir.exists():
+    role = _distributed_role(distributed, oracle_address, worker_id)
+    if overwrite and run_dir.exists() and role != "worker":
         shutil.rmtree(run_dir)
 
     from mmauto import rundir
 
-    resumed = rundir.prepare(run_dir, m, overwrite)
+    resumed = rundir.prepare(run_dir, m, overwrite and role != "worker")
     emit("start", manifest=m, budget=budget, max_trials=trials, resumed=resumed, run_dir=run_dir)
 
     from mmauto.data.checks import load_splits
@@ -100,10 +106,17 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
     tuner_out = io.StringIO()
     with contextlib.redirect_stdout(tuner_out):
         tuner_ = _make_tuner(hm, oracle, data, m, deadline, reserve, trials, cache, emit, run_dir)
-    emit("search_start", objective=objective, done=len(tuner_.oracle.trials))
+    emit("search_start", objective=objective, done=len(getattr(tuner_.oracle, "trials", {}) or {}), role=role)
+    warning = None
     try:
         with contextlib.redirect_stdout(tuner_out):
-            tuner_.search(verbose=0)
+            if role == "chief":
+                from mmauto.distributed import serve_oracle
+
+                tuner_.limit_trials()
+                warning = serve_oracle(tuner_.oracle, worker_timeout, None if deadline is None else deadline - reserve, emit)
+            else:
+                tuner_.search(verbose=0)
 
     except RuntimeError as exc:  # keras-tuner stops after too many consecutive failures
         rows = leaderboard(tuner_, objective)
@@ -111,6 +124,12 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
         failed = [r for r in rows if r["status"] == "failed"]
         why = (failed[-1]["message"] or "").strip().splitlines()[-1:] if failed else [str(exc)]
         raise SearchError(f"{len(failed)} trial(s) failed in a row; the last: {why[0] if why else exc}") from None
+    if role == "worker":
+        summary = {"role": "worker", "run_dir": str(run_dir), "trials": len(tuner_.seconds), "seconds": round(time.time() - start, 1)}
+        emit("worker_done", summary=summary)
+        return summary
+    if warning:
+        emit("warning", text=warning)
     rows = leaderboard(tuner_, objective)
     write_leaderboard(rows, run_dir)
     best = tuner_.oracle.get_best_trials(1)
@@ -188,6 +207,26 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
         emit("warning", text=f"report not written: {exc}; run `mmauto report {run_dir}` after fixing it")
     emit("done", summary=summary, leaderboard=rows)
     return summary
+
+
+def _distributed_role(distributed, address, worker_id) -> Optional[str]:
+    """chief | worker | None, from the options or keras-tuner's KERASTUNER_* variables."""
+    import os
+
+    from mmauto.distributed import set_environment
+
+    if distributed is None:
+        if "KERASTUNER_TUNER_ID" not in os.environ:
+            return None
+        distributed = "chief" if os.environ["KERASTUNER_TUNER_ID"] == "chief" else "worker"
+        address = address or f"{os.environ.get('KERASTUNER_ORACLE_IP', '')}:{os.environ.get('KERASTUNER_ORACLE_PORT', '')}"
+        worker_id = worker_id or (None if distributed == "chief" else os.environ["KERASTUNER_TUNER_ID"])
+    if distributed not in ("chief", "worker"):
+        raise MmautoError(f"--distributed: expected chief or worker, got {distributed!r}")
+    if not address:
+        raise MmautoError("--oracle: the chief's HOST:PORT is needed with --distributed")
+    set_environment(distributed, address, worker_id)
+    return distributed
 
 
 def _make_tuner(hm, oracle, data, m, deadline, reserve, trials, cache, emit, run_dir):

@@ -121,7 +121,7 @@ class MmautoTuner(kt.Tuner):
             tuner_utils.SaveBestEpoch(objective=objective, filepath=self._get_checkpoint_fname(trial.trial_id)),
             Deadline(self.deadline),
             keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
-            EpochReport(lambda e, logs: self.on_event("epoch", trial=trial, epoch=e, epochs=epochs, logs=logs)),
+            EpochReport(lambda e, logs: self._epoch_end(trial, e, epochs, logs)),
         ]
         if self.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
@@ -137,6 +137,13 @@ class MmautoTuner(kt.Tuner):
         self.histories[trial.trial_id] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         return history
 
+    def _epoch_end(self, trial, epoch, epochs, logs):
+        # Reporting each epoch to the oracle is also the heartbeat a distributed chief watches.
+        name = self.oracle.objective.name
+        if name in logs:
+            self.oracle.update_trial(trial.trial_id, {name: float(logs[name])}, step=epoch)
+        self.on_event("epoch", trial=trial, epoch=epoch, epochs=epochs, logs=logs)
+
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         self.on_event("trial_end", trial=self.oracle.get_trial(trial.trial_id), seconds=self.seconds.get(trial.trial_id))
@@ -144,16 +151,21 @@ class MmautoTuner(kt.Tuner):
         self._check_budget()
 
     def _save_seconds(self):
-        path = Path(self.project_dir) / "trial_seconds.json"
-        old = json.loads(path.read_text()) if path.exists() else {}
-        old.update({k: round(v, 3) for k, v in self.seconds.items()})
-        path.write_text(json.dumps(old))
+        # One file per trial: distributed workers share RUN_DIR and must not overwrite each other.
+        for tid, secs in self.seconds.items():
+            folder = Path(self.project_dir) / f"trial_{tid}"
+            if folder.exists():
+                (folder / "seconds.json").write_text(json.dumps({"seconds": round(secs, 3)}))
 
     def all_seconds(self) -> dict:
-        path = Path(self.project_dir) / "trial_seconds.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        out = {}
+        for f in Path(self.project_dir).glob("trial_*/seconds.json"):
+            out[f.parent.name[len("trial_"):]] = json.loads(f.read_text())["seconds"]
+        return out
 
     def _check_budget(self):
+        if not isinstance(self.oracle, kt.Oracle):
+            return  # a distributed worker: the chief's oracle keeps the budget
         done = len(self.oracle.trials)
         if done >= self.cap:
             self.oracle.max_trials = done
@@ -168,8 +180,12 @@ class MmautoTuner(kt.Tuner):
 
     def on_search_begin(self):
         super().on_search_begin()
-        self.oracle.max_trials = self.cap if not isinstance(self.oracle, kt.oracles.HyperbandOracle) else None
+        self.limit_trials()
         self._check_budget()
+
+    def limit_trials(self):
+        if isinstance(self.oracle, kt.Oracle) and not isinstance(self.oracle, kt.oracles.HyperbandOracle):
+            self.oracle.max_trials = self.cap
 
 
 # === Leaderboard ===
