@@ -18,7 +18,7 @@ from common import Skipped, log
 # AV-digits: seconds per fit (the same for the multimodal model and each modality alone).
 BUDGETS = {
     False: {"av_budget": 180, "av_trials": 6, "clothing_rows": 6000, "clothing_budget": 210, "clothing_trials": 8},
-    True: {"av_budget": 30, "av_trials": 2, "av_epochs": 3, "av_train_per_digit": 20, "av_test_per_digit": 5,
+    True: {"av_budget": 30, "av_trials": 2, "av_epochs": 8, "av_train_per_digit": 20, "av_test_per_digit": 5,
            "clothing_rows": 1500, "clothing_budget": 35, "clothing_trials": 2, "clothing_epochs": 3},
 }
 
@@ -87,12 +87,12 @@ def clothing(tmp: Path, quick: bool) -> dict:
                       "Division/Department/Class Name)",
            "rows": made["rows"], "of_rows": made["of_rows"], "train_rows": made["train_rows"], "test_rows": made["test_rows"],
            "note": f"random subsample of {made['rows']} of {made['of_rows']} rows (seed 0); 20% test, 15% of the rest validation; "
-                   "the other target column dropped; empty text is a missing input",
+                   "the other target column dropped; spaces in column names replaced by underscores; empty text is a missing input",
            "results": {}}
     targets = list(made["manifests"].items())
     if quick:
         targets = targets[:1]
-        out["skipped"] = {"Rating": "--quick runs only Recommended IND"}
+        out["skipped"] = {"Rating": "--quick runs only Recommended_IND"}
     for target, manifest in targets:
         out["results"][target] = fit_one(f"clothing {target}", manifest, manifest.parent / "run",
                                          cfg["clothing_budget"], cfg["clothing_trials"], cfg.get("clothing_epochs"))

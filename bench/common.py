@@ -6,6 +6,7 @@ cheap.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -94,35 +95,112 @@ def machine() -> dict:
     }
 
 
-def run_child(args: list, *, cwd=None, env=None, timeout=1800, stdout_path: Optional[Path] = None) -> dict:
-    """Run one child process; returns exit code, wall seconds, its own peak RSS (MB, from
-    wait4's rusage of exactly that child) and the tails of its output."""
-    out = open(stdout_path, "w") if stdout_path else subprocess.PIPE
+def run_child(args: list, *, cwd=None, env=None, timeout=1800) -> dict:
+    """Run one child process; returns exit code, wall seconds and the tails of its output."""
     t0 = time.perf_counter()
-    p = subprocess.Popen([str(a) for a in args], cwd=cwd, env={**os.environ, **(env or {})},
-                         stdout=out, stderr=subprocess.PIPE if stdout_path is None else out, text=True)
-    if stdout_path is None:
+    try:
+        p = subprocess.run([str(a) for a in args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+                           text=True, timeout=timeout)
+        rc, stdout, stderr = p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc, stdout, stderr = -9, str(exc.stdout or ""), f"timed out after {timeout}s"
+    return {"rc": rc, "seconds": time.perf_counter() - t0, "stdout": stdout, "stderr": stderr}
+
+
+# A small process that starts the measured command and reports that command's own peak RSS
+# (wait4's rusage). It matters: on Linux a child's ru_maxrss starts from the RSS of the process
+# it was forked from (the high-water mark is carried over at exec), so measuring `mmauto fit`
+# straight from this TensorFlow-laden process would report this process's size instead.
+_RSS_WRAPPER = """
+import json, os, subprocess, sys, time
+out = open(sys.argv[1], "w")
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT)
+_, status, usage = os.wait4(p.pid, 0)
+print(json.dumps({"rc": os.waitstatus_to_exitcode(status), "seconds": time.perf_counter() - t, "maxrss_kb": usage.ru_maxrss}))
+"""
+
+
+def run_peak_rss(args: list, log_path: Path, timeout=1800) -> dict:
+    """Run a command through the RSS wrapper; returns rc, seconds, peak RSS (MB) and its output."""
+    r = run_child([PYTHON, "-c", _RSS_WRAPPER, log_path, *args], timeout=timeout)
+    text = Path(log_path).read_text(errors="replace") if Path(log_path).exists() else ""
+    if r["rc"] != 0 or not r["stdout"].strip():
+        return {"rc": r["rc"] or 1, "seconds": r["seconds"], "rss_mb": None, "output": text + r["stderr"]}
+    got = json.loads(r["stdout"].strip().splitlines()[-1])
+    return {"rc": got["rc"], "seconds": got["seconds"], "rss_mb": got["maxrss_kb"] / 1024.0, "output": text}
+
+
+# === Other load on the machine ===
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used so far) for every process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
         try:
-            stdout, stderr = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            stdout, stderr = p.communicate()
-        # communicate() reaped the child: its rusage is gone, callers that need RSS pass a file.
-        return {"rc": p.returncode, "seconds": time.perf_counter() - t0, "rss_mb": None,
-                "stdout": stdout, "stderr": stderr}
-    deadline = time.time() + timeout
-    while True:
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.time() > deadline:
-            p.kill()
-            pid, status, usage = os.wait4(p.pid, 0)
-            break
-        time.sleep(0.05)
-    seconds = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    out.close()
-    text = Path(stdout_path).read_text(errors="replace")
-    return {"rc": p.returncode, "seconds": seconds, "rss_mb": usage.ru_maxrss / 1024.0,
-            "stdout": text, "stderr": text}
+            raw = open(f"/proc/{d}/stat").read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        out[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+class LoadMonitor:
+    """Samples every process's CPU time once a second and splits it into this process tree's
+    and everyone else's, so the report can say when other work shared the CPUs during a timing."""
+
+    def __init__(self, interval: float = 1.0):
+        import threading
+
+        self.interval = interval
+        self.me = os.getpid()
+        self.samples: list[tuple[float, float, float]] = []  # (time, own cores, other cores)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _is_own(self, pid: int, table: dict) -> bool:
+        p, hops = pid, 0
+        while p in table and hops < 64:
+            if p == self.me:
+                return True
+            p, hops = table[p][0], hops + 1
+        return False
+
+    def _run(self):
+        last_t, last = time.time(), _proc_table()
+        while not self._stop.wait(self.interval):
+            try:
+                cur = _proc_table()
+            except Exception:
+                continue
+            now = time.time()
+            own = other = 0.0
+            for pid, (_, cpu) in cur.items():
+                delta = max(cpu - (last[pid][1] if pid in last else 0.0), 0.0)
+                if self._is_own(pid, cur):
+                    own += delta
+                else:
+                    other += delta
+            self.samples.append((now, own / (now - last_t), other / (now - last_t)))
+            last_t, last = now, cur
+
+    def start(self) -> "LoadMonitor":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def summary(self, since: float = 0.0, until: float = float("inf")) -> dict:
+        """Mean cores used by this run and by other processes between two time.time() stamps."""
+        s = [x for x in self.samples if since <= x[0] <= until]
+        if not s:
+            return {"own_cores": None, "other_cores": None, "other_cores_max": None}
+        return {"own_cores": round(sum(x[1] for x in s) / len(s), 2), "other_cores": round(sum(x[2] for x in s) / len(s), 2),
+                "other_cores_max": round(max(x[2] for x in s), 2)}

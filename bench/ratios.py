@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from common import MMAUTO, PYTHON, log, median, ratio_entry, run_child, write_manifest
+from common import MMAUTO, PYTHON, log, median, ratio_entry, run_child, run_peak_rss, write_manifest
 
 
 def _demo(folder: Path, rows: int) -> Path:
@@ -45,6 +45,7 @@ def cli_help(runs: int = 7) -> dict:
              "{'tensorflow', 'keras', 'keras_hub', 'keras_tuner', 'pandas', 'numpy', 'yaml', 'pydantic', 'rich', 'typer'}))")
     imports = run_child([PYTHON, "-c", probe])
     return ratio_entry(median(times), "< 0.3", {
+        "what": "median wall seconds of `mmauto --help` in a fresh process (one warm-up run not counted)",
         "runs": runs, "seconds": [round(t, 4) for t in times], "min": round(min(times), 4), "max": round(max(times), 4),
         "import_mmauto_cli_main_seconds_and_modules": imports["stdout"].strip(),
     })
@@ -319,16 +320,18 @@ def rss_ratio(tmp: Path, quick: bool) -> dict:
         table = tabular_text(folder / "data.csv", rows)
         m = tabular_text_manifest(folder / "manifest.yaml", table)
         log(f"rss: mmauto fit on {rows} rows")
-        r = run_child([MMAUTO, "fit", m, "--out", folder / "run", "--max-trials", "1", "--epochs", "1", "--json"],
-                      timeout=1500, stdout_path=folder / "fit.out")
+        r = run_peak_rss([MMAUTO, "fit", m, "--out", folder / "run", "--max-trials", "1", "--epochs", "1", "--json"],
+                         folder / "fit.out", timeout=1500)
         if r["rc"] != 0:
-            raise RuntimeError(f"fit on {rows} rows exited {r['rc']}: {r['stdout'][-1500:]}")
-        text = r["stdout"]
+            raise RuntimeError(f"fit on {rows} rows exited {r['rc']}: {r['output'][-1500:]}")
+        text = r["output"]
         summary = json.loads(text[text.index("{"):]) if "{" in text else {}
         out[rows] = {"peak_rss_mb": round(r["rss_mb"], 1), "wall_seconds": round(r["seconds"], 1),
                      "csv_mb": round(table.stat().st_size / 2**20, 1),
                      "test_accuracy": (summary.get("metrics", {}).get("test") or {}).get("accuracy")}
+    base = run_peak_rss([PYTHON, "-c", "import tensorflow, keras, keras_tuner"], tmp / "rss_import.out")
     value = out[big]["peak_rss_mb"] / out[small]["peak_rss_mb"]
     return ratio_entry(value, "<= 1.3", {"what": f"peak RSS of a one-epoch fit on {big} rows / on {small} rows",
                                          "rows_big": big, "rows_small": small, "big": out[big], "small": out[small],
+                                         "import_tensorflow_keras_rss_mb": round(base["rss_mb"], 1) if base["rss_mb"] else None,
                                          "note": "--quick uses 20k vs 2k rows" if quick else ""})

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import log, machine  # noqa: E402
+from common import LoadMonitor, log, machine  # noqa: E402
 
 ACCURACY = ("av_digits", "clothing")
 RATIOS = ("cli_help_seconds", "pipeline_overhead_ratio", "serving_overhead_ratio", "trial_speedup_cached",
@@ -50,14 +50,26 @@ def run_ratio(name: str, tmp: Path, quick: bool) -> dict:
     raise KeyError(name)
 
 
-def run_all(names, quick: bool, tmp: Path) -> dict:
+def wait_quiet(monitor: LoadMonitor, max_wait: float, threshold: float = 0.25, window: int = 10) -> float:
+    """Wait (up to max_wait s) until other processes use < threshold cores for `window` seconds."""
+    t0 = time.time()
+    while time.time() - t0 < max_wait:
+        time.sleep(window)
+        busy = monitor.summary(time.time() - window)["other_cores"]
+        if busy is not None and busy < threshold:
+            break
+        log(f"other processes use {busy} cores; waiting for a quiet machine")
+    return time.time() - t0
+
+
+def run_all(names, quick: bool, tmp: Path, monitor: LoadMonitor) -> dict:
     from accuracy import run_accuracy
 
     results = {"suite": "mmauto bench", "mode": "quick" if quick else "full",
                "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-               "machine": machine(), "accuracy": {}, "ratios": {}, "seconds": {}, "errors": {}}
+               "machine": machine(), "accuracy": {}, "ratios": {}, "seconds": {}, "load": {}, "errors": {}}
     for name in names:
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         log(f"=== {name}")
         try:
             if name in ACCURACY:
@@ -68,7 +80,9 @@ def run_all(names, quick: bool, tmp: Path) -> dict:
             log(f"{name} failed: {exc}")
             results["errors"][name] = "".join(traceback.format_exception(exc))[-4000:]
         results["seconds"][name] = round(time.perf_counter() - t0, 1)
-        log(f"=== {name} done in {results['seconds'][name]:.0f}s")
+        results["load"][name] = monitor.summary(wall0, time.time())
+        other = results["load"][name]["other_cores"]
+        log(f"=== {name} done in {results['seconds'][name]:.0f}s" + (f" (other processes used {other} cores on average)" if other else ""))
     results["total_seconds"] = round(sum(results["seconds"].values()), 1)
     return results
 
@@ -131,7 +145,13 @@ def markdown(res: dict) -> str:
         lines += ["", "## Errors", ""]
         for name, tb in res["errors"].items():
             lines.append(f"- `{name}`: {tb.strip().splitlines()[-1]}")
-    lines += ["", "Benchmark seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in res["seconds"].items()) + "."]
+    lines += ["", "## Time and load", "",
+              "Seconds per benchmark, and the CPU cores used on average by this run and by other processes meanwhile "
+              "(timings taken while other processes were busy are less trustworthy):", "",
+              "| benchmark | seconds | cores used by the bench | cores used by other processes (mean / max) |", "|---|---|---|---|"]
+    for k, v in res["seconds"].items():
+        ld = res.get("load", {}).get(k) or {}
+        lines.append(f"| {k} | {v:.0f} | {_f(ld.get('own_cores'), 2)} | {_f(ld.get('other_cores'), 2)} / {_f(ld.get('other_cores_max'), 2)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,13 +187,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results.json"), help="JSON results; the markdown goes next to it (.md)")
     ap.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME", help=f"run only these ({', '.join(NAMES)})")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is logged)")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                    help="first wait up to this long for other processes to leave the CPUs alone")
     args = ap.parse_args(argv)
 
+    monitor = LoadMonitor().start()
+    if args.wait_quiet:
+        waited = wait_quiet(monitor, args.wait_quiet)
+        log(f"waited {waited:.0f}s for a quiet machine")
     tmp = Path(tempfile.mkdtemp(prefix="mmauto-bench-"))
     log(f"work folder {tmp}")
     try:
-        res = run_all(args.only or NAMES, args.quick, tmp)
+        res = run_all(args.only or NAMES, args.quick, tmp, monitor)
     finally:
+        monitor.stop()
         if args.keep:
             log(f"kept {tmp}")
         else:

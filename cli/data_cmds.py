@@ -41,14 +41,33 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     missing: float = typer.Option(0.0, "--missing", help="Fraction of rows with one input left empty."),
     redundant: bool = typer.Option(False, "--redundant", help="Every input alone tells the label (robustness demo)."),
+    modalities: str = typer.Option("image,text,audio,tabular", "--modalities",
+                                   help="Comma-separated, any of: image, text, audio, tabular, video, timeseries, embedding."),
+    data_only: bool = typer.Option(False, "--data-only", help="Only write the data and manifest; do not fit."),
+    time_budget: str = typer.Option("4m", "--time-budget", help="Budget of the demo fit."),
 ):
-    """Write a small offline demo data set (images, text, audio, table) and its manifest."""
+    """Write a small offline demo data set (images, text, audio, table), fit it, show how to serve it."""
     from mmauto import api
 
-    path = api.demo(out, rows=rows, seed=seed, missing=missing, redundant=redundant)
+    path = api.demo(out, rows=rows, seed=seed, missing=missing, redundant=redundant, modalities=modalities)
     c = console()
     c.print(f"wrote {rows} rows and {path}")
-    c.print(f"next: mmauto validate {path}   then   mmauto fit {path} --out runs/demo")
+    if data_only:
+        c.print(f"next: mmauto validate {path}   then   mmauto fit {path} --out {out / 'run'}")
+        return
+    from mmauto_cli.model_cmds import FitPrinter
+    from mmauto_cli.output import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    summary = api.fit(path, out / "run", time_budget=time_budget, on_event=FitPrinter(True))
+    s = summary["snippets"]
+    c.print("\n[bold]serve it[/] (TF Serving, REST):")
+    c.print(f"  {s['serve']}\n  {s['rest']}")
+    c.print(f"  (the request body, with b64 image and WAV bytes: {summary['request']})")
+    c.print("[bold]or in Python[/] (only tensorflow needed):")
+    for line in s["python"].splitlines():
+        c.print(f"  {line}")
+    c.print(f"report: {summary.get('report')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,10 +21,12 @@ def validate(manifest_path) -> dict:
     return summarize(load_splits(load_manifest(manifest_path)))
 
 
-def demo(out, rows: int = 400, seed: int = 0, missing: float = 0.0, redundant: bool = False) -> Path:
-    from mmauto.demo import write_demo
+def demo(out, rows: int = 400, seed: int = 0, missing: float = 0.0, redundant: bool = False, modalities=None) -> Path:
+    """`modalities`: names, or one comma-separated string (default: image, text, audio, tabular)."""
+    from mmauto.demo import DEFAULT_MODALITIES, write_demo
 
-    return write_demo(Path(out), rows=rows, seed=seed, missing=missing, redundant=redundant)
+    return write_demo(Path(out), rows=rows, seed=seed, missing=missing, redundant=redundant,
+                      modalities=modalities or DEFAULT_MODALITIES)
 
 
 def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=None, seed: Optional[int] = None,
@@ -81,12 +83,12 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
     prep.to_json(run_dir / "preprocessing.json")
 
     from mmauto.hypermodel import MultimodalHyperModel
-    from mmauto.search import MmautoTuner, class_weights, leaderboard, make_oracle, write_leaderboard
+    from mmauto.search import class_weights, leaderboard, make_oracle, write_leaderboard
 
     train, val = splits["train"], splits["validation"]
     data = {
-        "train": prep.decoded_dataset(train.frame, train.root),
-        "validation": prep.decoded_dataset(val.frame, val.root),
+        "train": prep.decoded_dataset(train.frame, train.root, cache=_cache_file(run_dir, prep, train)),
+        "validation": prep.decoded_dataset(val.frame, val.root, cache=_cache_file(run_dir, prep, val)),
         "train_rows": train.rows,
     }
     if m.train.class_weight == "balanced" and prep.head.kind in ("binary", "multiclass"):
@@ -195,6 +197,12 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
         "resumed": resumed,
         "feature_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses},
     }
+    from mmauto import serving
+
+    sp = splits["test"] if "test" in splits.splits and splits["test"].rows else val
+    summary["request"] = str(serving.write_request(run_dir, prep, sp.frame, sp.root))
+    needs_text_ops = any(e == "keras_hub" and m.inputs[n].modality == "text" for n, e in encoders.items())
+    summary["snippets"] = serving.snippets(run_dir, m.name, needs_text_ops, Path(summary["request"]))
     (run_dir / "metrics.json").write_text(json.dumps(scores, indent=2))
     (run_dir / "history.json").write_text(json.dumps({"trial": best.trial_id, "history": history}, indent=2))
     card.write(run_dir, prep, hp.values, encoders, scores, summary)
@@ -207,6 +215,21 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
         emit("warning", text=f"report not written: {exc}; run `mmauto report {run_dir}` after fixing it")
     emit("done", summary=summary, leaderboard=rows)
     return summary
+
+
+MEMORY_CACHE_BYTES = 1 << 30
+
+
+def _cache_file(run_dir: Path, prep, split) -> Optional[str]:
+    """Decoded rows stay in memory up to ~1 GiB; beyond, they go to a file in RUN_DIR, so
+    memory does not grow with the data (one file per process: workers share RUN_DIR)."""
+    import os
+
+    if split.rows * prep.row_bytes() <= MEMORY_CACHE_BYTES:
+        return None
+    folder = run_dir / "cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"decoded-{split.name}-{os.getpid()}")
 
 
 def _distributed_role(distributed, address, worker_id) -> Optional[str]:

@@ -20,9 +20,10 @@ def serving_inputs(prep) -> list[dict]:
     for name, spec in prep.manifest.inputs.items():
         mod = prep.modality(name)
         example = mod.example(name, spec.options)
+        missing = mod.missing_values(name, spec.options)
         for key, (shape, dtype) in mod.serving_spec(name, spec.options).items():
             out.append({"name": key, "input": name, "modality": spec.modality, "dtype": dtype, "shape": list(shape),
-                        "example": example.get(key), "missing": "NaN" if dtype == "float32" else "empty string"})
+                        "example": example.get(key), "missing": missing.get(key)})
     return out
 
 
@@ -45,7 +46,8 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
             **({"serving_waveform": {"inputs": "as serving_default, but each audio input is float32 [N, S] at its sample_rate; a row whose first sample is NaN is missing"}}
                if any(s.modality == "audio" for s in m.inputs.values()) else {}),
         },
-        "missing_inputs": "An input is missing when its value is an empty string (image, audio, text, category) or NaN (number). "
+        "missing_inputs": "An input is missing when a row holds the `missing` value its serving input lists above "
+                          "(an empty string for bytes and text, NaN for a number). "
                           "The model then uses the input's learned missing embedding; any subset may be missing as long as one input is present.",
         "op_libraries": ["tensorflow-text"] if needs_text_ops else [],
         "load": ("import tensorflow as tf" + ("; import tensorflow_text" if needs_text_ops else "") + "; m = tf.saved_model.load('model'); m.signatures['serving_default'](**inputs)"),

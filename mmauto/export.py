@@ -58,7 +58,9 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
         y = model({k: feats[k] for k in keys}, training=False)
         return _outputs(head, tstate, tf.cast(y, tf.float32))
 
-    @tf.function(input_signature=[spec])
+    # autograph=False: the graph code has no Python control flow on tensors, and autograph's
+    # rewriting of plain Python loops over inputs has mis-traced them.
+    @tf.function(input_signature=[spec], autograph=False)
     def serve(raw):
         return run(graph(raw))
 
@@ -70,7 +72,7 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
         for n in audio:
             wspec[n] = tf.TensorSpec((None, None), tf.float32, name=n)
 
-        @tf.function(input_signature=[wspec])
+        @tf.function(input_signature=[wspec], autograph=False)
         def serve_waveform(raw):
             feats = graph.decode({k: v for k, v in raw.items()}, skip=set(audio))
             for n in audio:

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 
 def strategy():
-    """MirroredStrategy over the visible GPUs, or None (keras-tuner's default) without any."""
+    """MirroredStrategy over the visible GPUs, or None (keras-tuner's default) with one or none.
+
+    MMAUTO_STRATEGY=mirrored forces MirroredStrategy over whatever devices there are (CPU
+    included), so the multi-GPU code path runs in tests on machines without GPUs.
+    """
+    import os
+
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
+    if os.environ.get("MMAUTO_STRATEGY") == "mirrored":
+        return tf.distribute.MirroredStrategy(["/gpu:0"] if gpus else ["/cpu:0"])
     return None
 
 

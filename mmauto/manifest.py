@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from mmauto.errors import ManifestError, did_you_mean, one_of
+from mmauto.errors import ManifestError, one_of
 from mmauto.schema import Strict, validate_model
 
 TASKS = ("classification", "multilabel", "regression")

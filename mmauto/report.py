@@ -396,11 +396,16 @@ def _serving(card: dict, run_dir: Path, name: str) -> str:
     lines += ["", f"model = tf.saved_model.load({json.dumps(str(model_dir))})",
               'serve = model.signatures["serving_default"]', "out = serve("]
     for i in inputs:
+        ex, dtype, note = instance[i["name"]], i.get("dtype", "string"), ""
         if i.get("modality") in ("image", "audio"):
             value = f'tf.constant([open("{i["name"]}.{"jpg" if i["modality"] == "image" else "wav"}", "rb").read()])'
+        elif isinstance(ex, str) and dtype != "string":
+            # A described, not literal, example (e.g. video frames): a zero tensor of the shape.
+            dims = [1] + [1 if d is None else d for d in (i.get("shape") or [None])[1:]]
+            value, note = f"tf.zeros({dims}, tf.{dtype})", f"  # {ex}"
         else:
-            value = f"tf.constant([{json.dumps(instance[i['name']])}], tf.{i.get('dtype', 'string')})"
-        lines.append(f"    {i['name']}={value},")
+            value = f"tf.constant([{json.dumps(ex)}], tf.{dtype})"
+        lines.append(f"    {i['name']}={value},{note}")
     lines += [")", "print({k: v.numpy() for k, v in out.items()})"]
     outputs = ", ".join(f"{k} ({v.get('dtype')} {_shape(v.get('shape'))})" for k, v in (sig.get("outputs") or {}).items())
     return (table + (f"<p>Outputs: {_e(outputs)}.</p>" if outputs else "")

@@ -16,7 +16,6 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src.engine import tuner_utils
 
-from mmauto.errors import SearchError
 from mmauto.heads import objective_direction
 from mmauto.hypermodel import MultimodalHyperModel
 

@@ -22,6 +22,17 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def demo_extra_dir(tmp_path_factory) -> Path:
+    """A small demo data set of the modalities beyond the default four (videos, series,
+    embeddings in a JSONL table), for tests that cover every registered component."""
+    from mmauto.demo import ALL_MODALITIES, DEFAULT_MODALITIES, write_demo
+
+    out = tmp_path_factory.mktemp("demo_extra")
+    write_demo(out, rows=40, seed=0, modalities=[m for m in ALL_MODALITIES if m not in DEFAULT_MODALITIES])
+    return out
+
+
 @pytest.fixture
 def demo_copy(demo_dir, tmp_path) -> Path:
     dst = tmp_path / "demo"

@@ -23,7 +23,7 @@ def test_version():
 
 
 def test_demo_then_validate_json(tmp_path):
-    r = run_cli("demo", "--out", tmp_path / "d", "--rows", "40")
+    r = run_cli("demo", "--out", tmp_path / "d", "--rows", "40", "--data-only")
     assert r.returncode == 0, r.stderr
     r = run_cli("validate", tmp_path / "d" / "manifest.yaml", "--json")
     assert r.returncode == 0, r.stderr
@@ -62,3 +62,15 @@ def test_recipes_from_another_folder(tmp_path):
     assert r.returncode == 0 and "extends: quick" in (tmp_path / "m.yaml").read_text()
     r = run_cli("recipes", "show", "quik", cwd=tmp_path)
     assert r.returncode == 2 and "did you mean 'quick'" in r.stderr
+
+
+def test_demo_fits_and_shows_how_to_serve(tmp_path):
+    r = run_cli("demo", "--out", tmp_path / "d", "--rows", "60", "--time-budget", "45s")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "leaderboard" in out and "curl -s -X POST http://localhost:8501/v1/models/demo:predict" in out
+    assert "tf.saved_model.load" in out and "report:" in out
+    body = json.loads((tmp_path / "d" / "run" / "request.json").read_text())
+    first = body["instances"][0]
+    assert set(first["photo"]) == {"b64"} and set(first["voice"]) == {"b64"} and isinstance(first["review"], str)
+    assert (tmp_path / "d" / "run" / "report" / "index.html").exists()

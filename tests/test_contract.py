@@ -1,6 +1,8 @@
 """One contract test over every registered encoder and fusion: a new component is picked up
 by its registry and checked here with no test of its own needed."""
 
+from pathlib import Path
+
 import keras
 import keras_tuner as kt
 import numpy as np
@@ -16,41 +18,54 @@ from mmauto.manifest import SpaceSpec, load_manifest
 from hub_presets import tiny_bert, tiny_vit
 
 
-@pytest.fixture(scope="module")
-def prep(demo_dir, tmp_path_factory):
-    """The demo manifest with every registered encoder as a candidate of its modality."""
-    tmp = tmp_path_factory.mktemp("contract")
-    presets = {"image": tiny_vit(tmp / "vit"), "text": tiny_bert(tmp / "bert")}
-    data = yaml.safe_load((demo_dir / "manifest.yaml").read_text())
-    data["data"]["train"] = str(demo_dir / "train.csv")
+def _fit_with_every_encoder(demo: Path, tmp: Path, presets: dict) -> Preprocessing:
+    """A demo manifest with every registered encoder as a candidate of its modality."""
+    data = yaml.safe_load((demo / "manifest.yaml").read_text())
+    data["data"]["train"] = str(demo / data["data"]["train"])
     for name, body in data["inputs"].items():
         types = [n for n, cls in ENCODERS.items() if body["modality"] in cls.modalities]
         body["encoder"] = {"type": types}
         if "keras_hub" in types:
             body["encoder"]["preset"] = str(presets[body["modality"]])
-    (tmp / "m.yaml").write_text(yaml.safe_dump(data))
-    m = load_manifest(tmp / "m.yaml")
+    (tmp / f"{demo.name}.yaml").write_text(yaml.safe_dump(data))
+    m = load_manifest(tmp / f"{demo.name}.yaml")
     return Preprocessing.fit(m, load_splits(m))
+
+
+@pytest.fixture(scope="module")
+def preps(demo_dir, demo_extra_dir, tmp_path_factory):
+    """The demo manifests (the default four modalities, and the others), fitted."""
+    tmp = tmp_path_factory.mktemp("contract")
+    presets = {"image": tiny_vit(tmp / "vit"), "text": tiny_bert(tmp / "bert")}
+    return [_fit_with_every_encoder(d, tmp, presets) for d in (demo_dir, demo_extra_dir)]
 
 
 def random_input(shape, dtype, batch=3):
     if dtype.startswith("int"):
         return np.random.randint(0, 2, size=(batch, *shape)).astype(dtype)  # valid for every id kind
-    return np.random.rand(batch, *shape).astype(dtype) * (255 if len(shape) == 3 else 1)
+    scale = 255 if len(shape) == 3 or dtype == "uint8" else 1  # pixels
+    return (np.random.rand(batch, *shape) * scale).astype(dtype)
 
 
 def encoder_cases():
     return [(n, m) for n, cls in ENCODERS.items() for m in cls.modalities]
 
 
-INPUT_OF = {"image": "photo", "text": "review", "audio": "voice", "tabular": "meta"}
+def input_of(preps, modality):
+    """The first demo input of the modality: (fitted preprocessing, input name), or None."""
+    for prep in preps:
+        for name, spec in prep.manifest.inputs.items():
+            if spec.modality == modality:
+                return prep, name
+    return None
 
 
 @pytest.mark.parametrize("etype,modality", encoder_cases(), ids=lambda x: str(x))
-def test_encoder_contract(prep, etype, modality):
-    if modality not in INPUT_OF:
+def test_encoder_contract(preps, etype, modality):
+    found = input_of(preps, modality)
+    if found is None:
         pytest.skip(f"no demo input of modality {modality}")
-    name = INPUT_OF[modality]
+    prep, name = found
     enc = prep.encoder(name, etype)
     feeds, arrays = {}, {}
     for feat, (key, shape, dtype) in prep.encoder_inputs(name, etype).items():

@@ -7,6 +7,7 @@ import yaml
 
 from mmauto.errors import ManifestError
 from mmauto.manifest import load_manifest, parse_duration
+from mmauto.modalities import MODALITIES
 
 GOOD = {
     "task": "classification",
@@ -47,7 +48,7 @@ DELETE = object()
 
 CASES = [
     # (change, key in message, words in message)
-    (("inputs.photo.modality", "imgae"), "inputs.photo.modality", ["did you mean 'image'", "audio, image, tabular, text"]),
+    (("inputs.photo.modality", "imgae"), "inputs.photo.modality", ["did you mean 'image'", ", ".join(MODALITIES.names())]),  # every registered one
     (("inputs.photo.size", [224]), "inputs.photo.size", ["expected [height, width], got [224]"]),
     (("inputs.photo.size", [224, "x"]), "inputs.photo.size", ["whole numbers"]),
     (("inputs.photo.channels", 4), "inputs.photo.channels", ["expected 1 or 3"]),

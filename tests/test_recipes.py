@@ -11,7 +11,8 @@ from mmauto import recipes
 from mmauto.manifest import load_manifest
 
 REQUIRED = {"quick", "thorough", "image_text_classification", "audio_visual_classification",
-            "tabular_text_regression", "vision_text_audio_cross_attention", "missing_modality_robust"}
+            "tabular_text_regression", "vision_text_audio_cross_attention", "missing_modality_robust",
+            "video_audio_text"}
 # What a manifest fills in for itself; a recipe holding one of them would pass it on by mistake.
 USER_KEYS = {"data", "target", "inputs", "name", "extends"}
 
@@ -42,6 +43,9 @@ def _demo_inputs(written: dict, regression: bool) -> dict:
         "text": {"column": "review", "max_length": 16},
         "audio": {"column": "audio", "sample_rate": 16000, "max_seconds": 0.5},
         "tabular": {"numeric": numeric, "categorical": ["colour", "store"]},
+        "video": {"column": "video", "frames": 4, "size": [16, 16]},
+        "timeseries": {"column": "series", "length": 32, "channels": 2},
+        "embedding": {"column": "embedding", "dim": 8},
     }
     out = {}
     for name, body in written.items():
@@ -56,8 +60,18 @@ def _same(actual, expected):
     return actual == expected
 
 
+@pytest.fixture(scope="module")
+def demo_all_dir(tmp_path_factory):
+    """The demo with every modality (made only when a recipe's inputs need more than the four)."""
+    from mmauto.demo import ALL_MODALITIES, write_demo
+
+    out = tmp_path_factory.mktemp("demo_all")
+    write_demo(out, rows=40, seed=0, modalities=ALL_MODALITIES)
+    return out
+
+
 @pytest.mark.parametrize("name", recipes.names())
-def test_init_then_point_at_demo_data(name, tmp_path, demo_dir):
+def test_init_then_point_at_demo_data(name, tmp_path, demo_dir, request):
     r = run_cli("recipes", "init", name, "--out", "m.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "m.yaml").read_text()
@@ -72,7 +86,12 @@ def test_init_then_point_at_demo_data(name, tmp_path, demo_dir):
     assert task in ("classification", "regression"), f"{name}: the manifest or its recipe must give a task"
     regression = task == "regression"
     data = {k: v for k, v in written["data"].items() if k not in ("validation", "test", "root")}
-    data["train"] = str(demo_dir / "train.csv")
+    from mmauto.demo import DEFAULT_MODALITIES
+
+    if {b["modality"] for b in written["inputs"].values()} <= set(DEFAULT_MODALITIES):
+        data["train"] = str(demo_dir / "train.csv")
+    else:
+        data["train"] = str(request.getfixturevalue("demo_all_dir") / "train.jsonl")
     written["data"] = data
     written["target"] = "price" if regression else "label"
     written["inputs"] = _demo_inputs(written["inputs"], regression)

@@ -106,3 +106,11 @@ def test_waveform_signature_and_hyperband(demo_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     # 16-bit WAV bytes vs the same samples as floats: equal up to the int16 rounding.
     assert float(r.stdout.strip().splitlines()[-1]) < 1e-3
+
+
+def test_mirrored_strategy_path_on_cpu(demo_dir, tmp_path):
+    """The multi-GPU path (MirroredStrategy) runs here on the CPU device."""
+    d = task_data(demo_dir, tmp_path, "classification", "label", lambda f: f, inputs=("review", "meta", "photo"))
+    r = run_cli("fit", d / "manifest.yaml", "--out", tmp_path / "run", "--json", env={"MMAUTO_STRATEGY": "mirrored"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "run" / "model" / "saved_model.pb").exists()

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from mmauto.data.checks import Split, Splits, target_values
+from mmauto.data.checks import Splits, target_values
 from mmauto.encoders import ENCODERS
 from mmauto.heads import Head, head_for
 from mmauto.manifest import Manifest
@@ -100,6 +100,14 @@ class Preprocessing:
             out.update({feature_key(name, f): s for f, s in fs.items()})
             out[present_key(name)] = ((), "float32")
         return out
+
+    def row_bytes(self) -> int:
+        """About how many bytes one decoded row takes in the cache."""
+        total = 0
+        for shape, dtype in self.decoded_spec().values():
+            n = int(np.prod(shape)) if shape else 1
+            total += n * (256 if dtype == "string" else np.dtype(dtype).itemsize)
+        return total
 
     def encoder_inputs(self, name: str, etype: str) -> dict[str, tuple[str, tuple, str]]:
         """What the encoder's Keras model reads: {feature: (model input key, shape, dtype)}."""
@@ -219,9 +227,7 @@ class FeatureGraph:
 
     def decode(self, raw: dict, skip=()) -> dict:
         out = {}
-        for name, dec in self.decoders.items():
-            if name in skip:
-                continue
+        for name, dec in [(n, d) for n, d in self.decoders.items() if n not in skip]:
             feats, present = dec(raw)
             out.update({feature_key(name, f): v for f, v in feats.items()})
             out[present_key(name)] = present

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mmauto.modalities.base import MODALITIES, Modality, RowProblems, resolve_path
+from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, resolve_path
 from mmauto.schema import Strict
 
 
@@ -50,6 +50,17 @@ def _is_pcm16_wav(path: str) -> bool:
     return info.format == "WAV" and info.subtype == "PCM_16"
 
 
+def _probe_audio(path: str):
+    import soundfile as sf
+
+    try:
+        if sf.info(path).frames <= 0:
+            raise ValueError("no samples")
+    except Exception as exc:  # libsndfile's errors come in several kinds
+        return "corrupt audio", f"{path}: {str(exc).splitlines()[0][:80]}"
+    return None
+
+
 def to_wav_bytes(path: bytes) -> bytes:
     """Any soundfile-readable file -> 16-bit PCM WAV bytes at its own sample rate."""
     import soundfile as sf
@@ -69,24 +80,7 @@ class Audio(Modality):
     default_encoders = ("cnn",)
 
     def check(self, opts, frame, root: Path) -> RowProblems:
-        import soundfile as sf
-
-        paths = [resolve_path(v, root) for v in frame[opts.column].tolist()]
-        present = np.array([bool(p) for p in paths])
-        problems = []
-        for i, p in enumerate(paths):
-            if not p:
-                continue
-            if not Path(p).is_file():
-                problems.append((i, "missing media file", f"{p} not found"))
-                continue
-            try:
-                info = sf.info(p)
-                if info.frames <= 0:
-                    raise ValueError("no samples")
-            except Exception as exc:
-                problems.append((i, "corrupt audio", f"{p}: {str(exc).splitlines()[0][:80]}"))
-        return RowProblems(present=present, problems=problems)
+        return check_media(frame[opts.column].tolist(), root, _probe_audio)
 
     def raw_values(self, input_name, opts, frame, root):
         paths = np.array([resolve_path(v, root) for v in frame[opts.column].tolist()], dtype=object)

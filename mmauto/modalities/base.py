@@ -76,9 +76,32 @@ class Modality:
         """Decoded features: key -> (shape without batch, dtype name)."""
         raise NotImplementedError
 
+    def missing_values(self, input_name: str, opts) -> dict[str, str]:
+        """How a client marks each serving input missing, for the model card."""
+        return {k: "NaN" if dt == "float32" else "empty string" for k, (_, dt) in self.serving_spec(input_name, opts).items()}
+
     def example(self, input_name: str, opts) -> dict[str, Any]:
         """A JSON-friendly example of each serving input for the model card."""
         return {}
+
+
+def check_media(column_values, root: Path, probe, exists=Path.is_file) -> RowProblems:
+    """Row checks shared by file-backed modalities: an empty cell is a missing input; a path
+    to nothing is a "missing media file"; `probe(path)` returns (reason, detail) for a file it
+    cannot use, or None."""
+    paths = [resolve_path(v, root) for v in column_values]
+    present = np.array([bool(p) for p in paths], dtype=bool)
+    problems = []
+    for i, p in enumerate(paths):
+        if not p:
+            continue
+        if not exists(Path(p)):
+            problems.append((i, "missing media file", f"{p} not found"))
+            continue
+        found = probe(p)
+        if found:
+            problems.append((i, *found))
+    return RowProblems(present=present, problems=problems)
 
 
 def cell_is_missing(value) -> bool:

@@ -8,11 +8,25 @@ from typing import Literal
 import numpy as np
 from pydantic import field_validator
 
-from mmauto.modalities.base import MODALITIES, Modality, RowProblems, resolve_path
+from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, resolve_path
 from mmauto.schema import Strict
 
 # What tf.io.decode_image reads, in-graph, in TF Serving as well.
 _FORMATS = {"JPEG", "PNG", "BMP", "GIF", "MPO"}
+
+
+def _probe_image(path: str):
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as im:
+            fmt = im.format
+            im.verify()
+    except Exception as exc:  # PIL raises many kinds for broken files
+        return "corrupt image", f"{path}: {type(exc).__name__}"
+    if fmt not in _FORMATS:
+        return "unsupported image format", f"{path} is {fmt} (JPEG, PNG, BMP, GIF)"
+    return None
 
 
 class ImageOptions(Strict):
@@ -36,27 +50,7 @@ class Image(Modality):
     default_encoders = ("cnn",)
 
     def check(self, opts, frame, root: Path) -> RowProblems:
-        from PIL import Image as PILImage
-
-        paths = [resolve_path(v, root) for v in frame[opts.column].tolist()]
-        present = np.array([bool(p) for p in paths])
-        problems = []
-        for i, p in enumerate(paths):
-            if not p:
-                continue
-            if not Path(p).is_file():
-                problems.append((i, "missing media file", f"{p} not found"))
-                continue
-            try:
-                with PILImage.open(p) as im:
-                    fmt = im.format
-                    im.verify()
-            except Exception as exc:  # PIL raises many kinds for broken files
-                problems.append((i, "corrupt image", f"{p}: {type(exc).__name__}"))
-                continue
-            if fmt not in _FORMATS:
-                problems.append((i, "unsupported image format", f"{p} is {fmt} (JPEG, PNG, BMP, GIF)"))
-        return RowProblems(present=present, problems=problems)
+        return check_media(frame[opts.column].tolist(), root, _probe_image)
 
     def raw_values(self, input_name, opts, frame, root):
         return {input_name: np.array([resolve_path(v, root) for v in frame[opts.column].tolist()], dtype=object)}
