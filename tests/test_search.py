@@ -49,7 +49,7 @@ def test_tiny_search_covers_fusions_and_leaderboard(demo_dir, tmp_path):
 
 
 def test_time_budget_is_hard(demo_dir, tmp_path):
-    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=200)
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=200, tuner="bayesian")  # the default tuner
     budget = 40
     t0 = time.time()
     r = run_cli("fit", m, "--out", tmp_path / "run", "--time-budget", f"{budget}s", "--json")
