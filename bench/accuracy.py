@@ -45,6 +45,7 @@ def fit_one(label: str, manifest: Path, out: Path, budget: float, max_trials: in
     test = summary["metrics"].get("test") or {}
     board = json.loads((Path(out) / "leaderboard.json").read_text())
     return {
+        "tuner": summary.get("tuner") or datasets.search_tuner(),
         "accuracy": test.get("accuracy"),
         "roc_auc": test.get("roc_auc"),
         "macro_f1": test.get("macro_f1"),

@@ -85,7 +85,17 @@ def machine() -> dict:
             versions[mod] = version(mod.replace("_", "-"))
         except Exception:
             versions[mod] = None
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            return ""
+
+    dirty = [line[3:] for line in git("status", "--porcelain").splitlines()
+             if line[3:].startswith(("mmauto/", "cli/", "recipes/", "pyproject.toml"))]
     return {
+        "git_commit": git("rev-parse", "--short", "HEAD"),
+        "git_uncommitted_library_files": dirty,
         "nproc": os.cpu_count(),
         "ram_gb": round(mem_kb / 1024 / 1024, 1),
         "cpu": cpu or platform.processor(),

@@ -22,6 +22,14 @@ MNIST = SHARED_DATA / "mnist_test"
 CLOTHING = SHARED_DATA / "womens_clothing_reviews" / "Womens Clothing E-Commerce Reviews.csv"
 
 
+def search_tuner() -> str:
+    """mmauto's default tuner (bayesian) when scipy is installed, else random search (keras-tuner's
+    BayesianOptimization imports scipy; older mmauto installs did not bring it)."""
+    import importlib.util
+
+    return "bayesian" if importlib.util.find_spec("scipy") else "random"
+
+
 def _need(*paths: Path) -> None:
     for p in paths:
         if not p.exists():
@@ -86,7 +94,7 @@ def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test
             "data": {"train": "train.csv", "test": "test.csv", "split": {"validation": 0.15, "seed": 42, "stratify": True}},
             "target": "digit",
             "inputs": {k: inputs[k] for k in keep},
-            "search": {"tuner": "random"},  # bayesian needs scipy, which mmauto does not install
+            "search": {"tuner": search_tuner()},
             "train": {"epochs": 12, "early_stopping": 4, "seed": 42},
         }
         manifests[name] = write_manifest(out / f"manifest_{'_'.join(keep)}.yaml", data)
@@ -131,7 +139,7 @@ def clothing(out: Path, rows: int, seed: int = 0, test_fraction: float = 0.2) ->
             "data": {"train": "train.csv", "test": "test.csv", "split": {"validation": 0.15, "seed": 42, "stratify": True}},
             "target": target,
             "inputs": inputs,
-            "search": {"tuner": "random"},  # bayesian needs scipy, which mmauto does not install
+            "search": {"tuner": search_tuner()},
             "train": {"epochs": 10, "early_stopping": 2, "seed": 42},
         }
         manifests[target] = write_manifest(folder / "manifest.yaml", data)

@@ -107,20 +107,21 @@ def markdown(res: dict) -> str:
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, no GPU; {m['platform']}; "
         f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}, keras-hub {m['keras_hub']}, "
-        f"keras-tuner {m['keras_tuner']}.",
+        f"keras-tuner {m['keras_tuner']}. mmauto at commit {m.get('git_commit') or '?'}"
+        + (f" with {len(m['git_uncommitted_library_files'])} uncommitted library file(s)" if m.get("git_uncommitted_library_files") else "") + ".",
         "",
         "## Accuracy on real data",
         "",
-        "Each row is one `mmauto.api.fit` search (random tuner) under the time budget; metrics are on the test table "
-        "through the exported SavedModel.",
+        "Each row is one `mmauto.api.fit` search under the time budget (the tuner is in the last column); metrics are "
+        "on the test table through the exported SavedModel.",
         "",
-        "| data set | inputs | rows (train/test) | test accuracy | test ROC-AUC | wall s (budget) | trials | best fusion | encoders |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data set | inputs | rows (train/test) | test accuracy | test ROC-AUC | wall s (budget) | trials | best fusion | encoders | tuner |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for key, block in res["accuracy"].items():
         if "skipped" in block and "results" not in block:
-            lines.append(f"| {key} | skipped: {block['skipped']} | | | | | | | |")
+            lines.append(f"| {key} | skipped: {block['skipped']} | | | | | | | | |")
             continue
         for name, r in block["results"].items():
             label = {"av_digits": "AV-digits", "clothing": "Clothing reviews"}.get(key, key)
@@ -129,7 +130,8 @@ def markdown(res: dict) -> str:
             encs = ", ".join(f"{k}={v}" for k, v in (r["encoders"] or {}).items())
             lines.append(
                 f"| {label}{target} | {inputs} | {block['train_rows']}/{block['test_rows']} | {_f(r['accuracy'])} | "
-                f"{_f(r['roc_auc'])} | {r['wall_seconds']:.0f} ({r['time_budget']:.0f}) | {r['trials']} | {r['best_fusion']} | {encs} |")
+                f"{_f(r['roc_auc'])} | {r['wall_seconds']:.0f} ({r['time_budget']:.0f}) | {r['trials']} | {r['best_fusion']} | {encs} | "
+                f"{r.get('tuner', '')} |")
         notes.append(f"- {block['dataset']}: {block['note']}.")
         for what, why in (block.get("skipped") or {}).items():
             notes.append(f"- {what}: skipped ({why}).")
@@ -162,7 +164,8 @@ def _ratio_facts(key: str, d: dict) -> str:
         return (f"Frozen {b['kind']} ({b['num_layers']} layers, hidden {b['hidden_dim']}, {b['image_size']}x{b['image_size']}, "
                 f"{b['params']:,} params), {d['rows']} demo rows, {d['epochs']} epochs, {d['trials']} trials each. "
                 f"Trial seconds without cache {off['trial_seconds']}, with cache {on['trial_seconds']} "
-                f"(trial 0 computes the cache; cold ratio {d['cold_ratio']}).")
+                f"(trial 0 computes the cache; cold ratio {d['cold_ratio']}; fastest uncached trial / warm cached median "
+                f"{d['conservative_ratio']}).")
     if key == "pipeline_overhead_ratio":
         return (f"{d['train_rows']} training rows, batch {d['batch_size']}; epoch seconds from files {d['epoch_seconds_files']}, "
                 f"in memory {d['epoch_seconds_memory']}.")
