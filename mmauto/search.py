@@ -14,7 +14,6 @@ from typing import Callable, Optional
 import keras
 import keras_tuner as kt
 import numpy as np
-from keras_tuner.src.engine import tuner_utils
 
 from mmauto.heads import objective_direction
 from mmauto.hypermodel import MultimodalHyperModel
@@ -35,6 +34,29 @@ class Deadline(keras.callbacks.Callback):
         if self.deadline is not None and time.time() >= self.deadline:
             self.model.stop_training = True
             self.hit = True
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch by the objective; on a tie, the lower val_loss.
+
+    A rank metric saturates (val_auc reaches 1.0 while the probabilities still sit near 0.5):
+    keras-tuner's SaveBestEpoch then keeps that first, barely trained epoch.
+    """
+
+    def __init__(self, objective, filepath: str):
+        super().__init__()
+        self.objective, self.filepath = objective, filepath
+        self.best, self.best_loss = None, math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.objective.name)
+        if value is None:
+            return
+        loss = logs.get("val_loss", math.inf)
+        if self.best is None or self.objective.better_than(value, self.best) or (value == self.best and loss < self.best_loss):
+            self.best, self.best_loss = value, loss
+            self.model.save_weights(self.filepath)
 
 
 class EpochReport(keras.callbacks.Callback):
@@ -117,7 +139,7 @@ class MmautoTuner(kt.Tuner):
         epochs = hp.values.get("tuner/epochs", self.epochs)
         initial = hp.values.get("tuner/initial_epoch", 0)
         callbacks = [
-            tuner_utils.SaveBestEpoch(objective=objective, filepath=self._get_checkpoint_fname(trial.trial_id)),
+            BestEpoch(objective, self._get_checkpoint_fname(trial.trial_id)),
             Deadline(self.deadline),
             keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
             EpochReport(lambda e, logs: self._epoch_end(trial, e, epochs, logs)),
