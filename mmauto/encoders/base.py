@@ -8,6 +8,7 @@ the exported graph; the trained Keras model itself never sees strings.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, ClassVar, Optional
 
@@ -22,7 +23,7 @@ class Encoded:
     tokens: Optional[Any] = None
 
 
-class Encoder:
+class Encoder(abc.ABC):
     """Base class. Subclasses register with `@ENCODERS.register(name)`.
 
     `prep` names the encoder's own preprocessing; encoders sharing a `prep` share its
@@ -50,7 +51,7 @@ class Encoder:
 
     def make_prep(self, state: dict):
         """A callable `decoded features (batched tensors) -> {feature: tensor}`."""
-        raise NotImplementedError(f"encoder '{self.name}' declares prep '{self.prep}' but builds none")
+        raise TypeError(f"encoder '{self.name}' declares prep '{self.prep}' but builds none")
 
     def prep_spec(self, state: dict) -> dict[str, tuple[tuple, str]]:
         return {}
@@ -60,8 +61,9 @@ class Encoder:
         """The features the Keras model reads: the prep's when there is one, else the modality's."""
         return prep_spec if self.prep_key() else modality_spec
 
+    @abc.abstractmethod
     def build(self, hp, inputs: dict, scope: str) -> Encoded:
-        raise NotImplementedError
+        ...
 
     def is_frozen(self, hp) -> bool:
         """True when no weight of this encoder trains in the trial (its outputs may be cached)."""

@@ -7,6 +7,7 @@ returns one fused vector. Inputs without tokens take part as a single token.
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 from keras import layers
@@ -17,7 +18,7 @@ from mmauto.registry import Registry
 FUSIONS: Registry = Registry("fusion", "mmauto.fusion")
 
 
-class Fusion:
+class Fusion(abc.ABC):
     """Base class; subclasses register with `@FUSIONS.register(name)`."""
 
     name: ClassVar[str]
@@ -36,8 +37,9 @@ class Fusion:
         valid = [h for h in (1, 2, 4, 8) if width % h == 0]
         return pick(hp, f"{self.name}/heads", self.space.heads, valid, default=min(2, valid[-1]))
 
+    @abc.abstractmethod
     def build(self, hp, encoded: dict, width: int, dropout: float):
-        raise NotImplementedError
+        ...
 
 
 def token_seq(enc, name):

@@ -8,6 +8,7 @@ SavedModel, which is what makes `mmauto predict` and TF Serving agree.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,7 +30,7 @@ class RowProblems:
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-class Modality:
+class Modality(abc.ABC):
     """Base class; subclasses register with `@MODALITIES.register(name)`."""
 
     name: ClassVar[str]
@@ -41,12 +42,14 @@ class Modality:
     def columns(self, opts) -> list[str]:
         return [opts.column]
 
+    @abc.abstractmethod
     def check(self, opts, frame, root: Path) -> RowProblems:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def raw_values(self, input_name: str, opts, frame, root: Path) -> dict[str, np.ndarray]:
         """Training-time values, keyed like the serving inputs (paths for media files)."""
-        raise NotImplementedError
+        ...
 
     def serving_values(self, input_name: str, opts, frame, root: Path) -> dict[str, np.ndarray]:
         """What a client sends the SavedModel for these rows (file bytes for media)."""
@@ -57,24 +60,27 @@ class Modality:
         return {}
 
     # --- graph side -------------------------------------------------------------------------
+    @abc.abstractmethod
     def serving_spec(self, input_name: str, opts) -> dict[str, tuple[tuple, str]]:
         """Serving inputs: key -> (shape, dtype name); the batch dimension is included."""
-        raise NotImplementedError
+        ...
 
     def load(self, input_name: str, opts, raw: dict) -> dict:
         """Per-element training-time loading (paths -> bytes); identity by default."""
         return raw
 
+    @abc.abstractmethod
     def make_decoder(self, input_name: str, opts, state: dict):
         """A callable `raw batch dict -> (features dict, present float32 [N])`.
 
         Returned objects may hold TF resources (lookup tables); they are tracked by export.
         """
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def feature_spec(self, opts, state: dict) -> dict[str, tuple[tuple, str]]:
         """Decoded features: key -> (shape without batch, dtype name)."""
-        raise NotImplementedError
+        ...
 
     def missing_values(self, input_name: str, opts) -> dict[str, str]:
         """How a client marks each serving input missing, for the model card."""
