@@ -67,6 +67,19 @@ def _read(path: str) -> str:
         return ""
 
 
+def library_fingerprint() -> str:
+    """A hash of mmauto's source (mmauto/, cli/, recipes/), to notice edits made during a run."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for folder in ("mmauto", "cli", "recipes"):
+        for f in sorted((REPO / folder).rglob("*")):
+            if f.suffix in (".py", ".yaml") and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(REPO)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def machine() -> dict:
     cpu = ""
     for line in _read("/proc/cpuinfo").splitlines():
@@ -95,6 +108,7 @@ def machine() -> dict:
              if line[3:].startswith(("mmauto/", "cli/", "recipes/", "pyproject.toml"))]
     return {
         "git_commit": git("rev-parse", "--short", "HEAD"),
+        "library_fingerprint": library_fingerprint(),
         "git_uncommitted_library_files": dirty,
         "nproc": os.cpu_count(),
         "ram_gb": round(mem_kb / 1024 / 1024, 1),

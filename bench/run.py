@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LoadMonitor, log, machine  # noqa: E402
+from common import LoadMonitor, library_fingerprint, log, machine  # noqa: E402
 
 ACCURACY = ("av_digits", "clothing")
 RATIOS = ("cli_help_seconds", "pipeline_overhead_ratio", "serving_overhead_ratio", "trial_speedup_cached",
@@ -84,6 +84,10 @@ def run_all(names, quick: bool, tmp: Path, monitor: LoadMonitor) -> dict:
         other = results["load"][name]["other_cores"]
         log(f"=== {name} done in {results['seconds'][name]:.0f}s" + (f" (other processes used {other} cores on average)" if other else ""))
     results["total_seconds"] = round(sum(results["seconds"].values()), 1)
+    end = library_fingerprint()
+    results["library_changed_during_run"] = end != results["machine"]["library_fingerprint"]
+    if results["library_changed_during_run"]:
+        log("WARNING: mmauto's source changed while the benchmarks ran; the figures mix two versions")
     return results
 
 
@@ -110,6 +114,8 @@ def markdown(res: dict) -> str:
         f"keras-tuner {m['keras_tuner']}. mmauto at commit {m.get('git_commit') or '?'}"
         + (f" with {len(m['git_uncommitted_library_files'])} uncommitted library file(s)" if m.get("git_uncommitted_library_files") else "") + ".",
         "",
+        *(["**Warning: mmauto's source changed while these benchmarks ran; the figures mix two versions.**", ""]
+          if res.get("library_changed_during_run") else []),
         "## Accuracy on real data",
         "",
         "Each row is one `mmauto.api.fit` search under the time budget (the tuner is in the last column); metrics are "

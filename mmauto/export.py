@@ -58,8 +58,7 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
         y = model({k: feats[k] for k in keys}, training=False)
         return _outputs(head, tstate, tf.cast(y, tf.float32))
 
-    # autograph=False: the graph code has no Python control flow on tensors, and autograph's
-    # rewriting of plain Python loops over inputs has mis-traced them.
+    # autograph=False: as in tf.data (see pipeline.plain), the graph code needs no conversion.
     @tf.function(input_signature=[spec], autograph=False)
     def serve(raw):
         return run(graph(raw))

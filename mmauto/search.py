@@ -16,6 +16,7 @@ import keras_tuner as kt
 import numpy as np
 
 from mmauto.heads import objective_direction
+from mmauto.data.pipeline import plain
 from mmauto.hypermodel import MultimodalHyperModel
 
 
@@ -120,7 +121,7 @@ class MmautoTuner(kt.Tuner):
             import tensorflow as tf
 
             extra = tuple(self.cache.dataset(n, e, split) for n, e in frozen.items())
-            ds = tf.data.Dataset.zip((ds, *extra)).map(lambda fy, *es: ({**fy[0], **{k: v for e in es for k, v in e.items()}}, fy[1]))
+            ds = tf.data.Dataset.zip((ds, *extra)).map(plain(lambda fy, *es: ({**fy[0], **{k: v for e in es for k, v in e.items()}}, fy[1])))
         encoders = {n: e for n, e in hm.encoders(hp).items() if n not in frozen}
         seed = prep.manifest.train.seed if shuffle else None
         return prep.batches(ds, hm.batch_size(hp), encoders, hm.input_keys(hp), shuffle_seed=seed, size=self.data["train_rows"])

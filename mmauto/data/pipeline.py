@@ -159,8 +159,8 @@ class Preprocessing:
         graph = self.graph({})  # decoding only: encoder preprocessing runs per batch later
         raw = self.raw_values(frame, root)
         ds = tf.data.Dataset.from_tensor_slices(raw)
-        ds = ds.map(graph.load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(DECODE_BATCH).map(graph.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+        ds = ds.map(plain(graph.load), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(DECODE_BATCH).map(plain(graph.decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
         if with_targets:
             ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(self.targets(frame))))
         return ds.cache(cache or "")
@@ -181,7 +181,16 @@ class Preprocessing:
                 feats = {k: feats[k] for k in keys}
             return (feats, *item[1:]) if len(item) > 1 else feats
 
-        return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return ds.map(plain(prep), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def plain(fn):
+    """`fn` traced as written. The graph code uses tf.cond where it branches on tensors, so
+    autograph has nothing to convert; its rewriting re-reads source files at trace time, which
+    has mis-traced code that changed on disk during a run."""
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(fn)
 
 
 def candidates(spec) -> list[str]:
