@@ -110,24 +110,22 @@ def trial_speedup_cached(tmp: Path, quick: bool) -> dict:
 # === tf.data pipeline overhead ===
 
 
-class EpochTimes:
-    """A Keras callback collecting each epoch's wall seconds."""
+def epoch_timer():
+    """A Keras callback collecting each epoch's wall seconds in `.seconds`."""
+    import keras
 
-    def __new__(cls):
-        import keras
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self._t = [], None
 
-        class _Cb(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seconds, self._t = [], None
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.perf_counter()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t = time.perf_counter()
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._t)
 
-            def on_epoch_end(self, epoch, logs=None):
-                self.seconds.append(time.perf_counter() - self._t)
-
-        return _Cb()
+    return EpochTimer()
 
 
 def _pinned_setup(manifest_path: Path, overrides: dict):
@@ -159,13 +157,14 @@ def _encoder_overrides(names) -> dict:
 
 
 def pipeline_overhead(tmp: Path, quick: bool) -> tuple[dict, dict]:
-    """The demo data (image, text, audio, table), one pinned model, trained for a few epochs
-    twice: (A) from the files through mmauto's tf.data pipeline (Preprocessing.decoded_dataset,
-    not cached yet, then batches: shuffle, batch, per-batch encoder preprocessing, prefetch), and
-    (B) from the same model inputs materialised first in memory (from_tensor_slices, shuffle,
-    batch, prefetch). Two freshly built models with the same seed; no validation. The key is the
-    steady state (median of epochs 2+: A reads its decode cache); the first epoch (A decodes
-    every file, both trace) is reported under its own key."""
+    """The demo data (image, text, audio, table) and one pinned model architecture, trained twice
+    for a few epochs: (A) from the files through mmauto's tf.data pipeline
+    (Preprocessing.decoded_dataset, not cached yet, then batches: shuffle, batch, per-batch encoder
+    preprocessing, prefetch), and (B) from the same model inputs materialised first in memory
+    (from_tensor_slices, shuffle, batch, prefetch). Two models built with the same seed, trained
+    in interleaved one-epoch fit() calls; no validation. The key is the steady state (median of
+    epochs 2+: A reads its decode cache); the first epoch (A decodes every file, both trace) is
+    reported under its own key."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -201,7 +200,7 @@ def pipeline_overhead(tmp: Path, quick: bool) -> tuple[dict, dict]:
     for name in ("files", "memory"):
         keras.utils.set_random_seed(seed)
         models[name] = hm.build(hp)
-        callbacks[name] = EpochTimes()
+        callbacks[name] = epoch_timer()
     log(f"pipeline_overhead: {epochs} interleaved epochs from files and from memory")
     for _ in range(epochs):
         for name, ds in (("files", from_files), ("memory", in_memory)):
@@ -237,13 +236,14 @@ def _time_calls(fn, n: int, warmup: int) -> list[float]:
     return out
 
 
-def _serving_case(tmp: Path, demo: Path, names: list[str], calls: int) -> dict:
+def _serving_case(tmp: Path, demo: Path, names: list[str], calls: int) -> tuple[float, dict]:
     import numpy as np
     import tensorflow as tf
+    import yaml
 
     from mmauto.export import build_module, call_signature
 
-    raw_manifest = __import__("yaml").safe_load(demo.read_text())
+    raw_manifest = yaml.safe_load(demo.read_text())
     raw_manifest["inputs"] = {n: {**raw_manifest["inputs"][n], "encoder": DEMO_ENCODERS[n]} for n in names}
     raw_manifest["search"] = {"tuner": "random", "max_trials": 1, "space": _pinned_space()}
     tag = "_".join(names)

@@ -144,7 +144,7 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
     model = tuner_.load_model(best)
     if frozen:  # trained on cached features: the export needs the whole graph
         hm.cached = {}
-        full = hm.build(hp)
+        full = tuner_._build_hypermodel(hp)
         transfer_weights(model, full)
         model = full
     encoders, keys = hm.encoders(hp), hm.input_keys(hp)

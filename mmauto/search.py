@@ -129,11 +129,11 @@ class MmautoTuner(kt.Tuner):
     # === Trials ===
 
     def run_trial(self, trial, *args, **kwargs):
-        hm: MultimodalHyperModel = self.hypermodel
         hp = trial.hyperparameters
         t0 = time.time()
         frozen = self.use_cache(hp)
-        model = hm.build(hp)
+        # keras-tuner's build: a fresh Keras session per trial, inside the distribution strategy.
+        model = self._try_build(hp)
         train = self._batches("train", hp, frozen, shuffle=True)
         val = self._batches("validation", hp, frozen, shuffle=False)
         objective = self.oracle.objective

@@ -114,3 +114,17 @@ def test_mirrored_strategy_path_on_cpu(demo_dir, tmp_path):
     r = run_cli("fit", d / "manifest.yaml", "--out", tmp_path / "run", "--json", env={"MMAUTO_STRATEGY": "mirrored"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "run" / "model" / "saved_model.pb").exists()
+
+
+def test_column_names_with_spaces(demo_dir, tmp_path):
+    """A column such as 'colour name' is served as 'colour_name' (TF argument names)."""
+    d = task_data(demo_dir, tmp_path, "classification", "label", lambda f: f.rename(columns={"colour": "colour name", "price": "price (usd)"}))
+    m = yaml.safe_load((d / "manifest.yaml").read_text())
+    m["inputs"]["meta"] = {"modality": "tabular", "numeric": ["price (usd)", "weight"], "categorical": ["colour name", "store"]}
+    (d / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
+    run, _ = fit(d, tmp_path)
+    names = [i["name"] for i in json.loads((run / "mmauto.json").read_text())["signatures"]["serving_default"]["inputs"]]
+    assert "colour_name" in names and "price__usd_" in names
+    r = run_cli("predict", run, d / "train.csv", "--out", tmp_path / "p.csv")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 120

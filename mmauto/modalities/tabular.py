@@ -7,6 +7,7 @@ out-of-vocabulary id. Both happen in-graph so the SavedModel takes raw values.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -30,7 +31,18 @@ class TabularOptions(Strict):
         dup = set(self.numeric) & set(self.categorical)
         if dup:
             raise ValueError(f"column '{sorted(dup)[0]}' is both numeric and categorical")
+        keys: dict[str, str] = {}
+        for col in [*self.numeric, *self.categorical]:
+            other = keys.setdefault(serving_key(col), col)
+            if other != col:
+                raise ValueError(f"columns '{other}' and '{col}' would both be served as '{serving_key(col)}'; rename one")
         return self
+
+
+def serving_key(column: str) -> str:
+    """A column's serving input name: TF signature arguments take letters, digits and _ only."""
+    key = re.sub(r"[^A-Za-z0-9_]", "_", str(column))
+    return key if re.match(r"[A-Za-z_]", key) else f"c_{key}"
 
 
 def parse_numeric(series: pd.Series) -> tuple[np.ndarray, list[int]]:
@@ -73,26 +85,26 @@ class Tabular(Modality):
         return RowProblems(present=present, problems=problems)
 
     def raw_values(self, input_name, opts, frame, root):
-        out = {col: parse_numeric(frame[col])[0] for col in opts.numeric}
-        out.update({col: _cat(frame[col]) for col in opts.categorical})
+        out = {serving_key(col): parse_numeric(frame[col])[0] for col in opts.numeric}
+        out.update({serving_key(col): _cat(frame[col]) for col in opts.categorical})
         return out
 
     def fit_state(self, opts, raw_train):
         state = {"mean": [], "std": [], "vocab": []}
         for col in opts.numeric:
-            v = raw_train[col][~np.isnan(raw_train[col])]
+            v = raw_train[serving_key(col)][~np.isnan(raw_train[serving_key(col)])]
             mean = float(v.mean()) if len(v) else 0.0
             std = float(v.std()) if len(v) > 1 else 1.0
             state["mean"].append(mean)
             state["std"].append(std if std > 1e-8 else 1.0)
         for col in opts.categorical:
-            counts = Counter(x for x in raw_train[col].tolist() if x)
+            counts = Counter(x for x in raw_train[serving_key(col)].tolist() if x)
             state["vocab"].append([k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][: opts.max_categories])
         return state
 
     def serving_spec(self, input_name, opts):
-        spec = {col: ((None,), "float32") for col in opts.numeric}
-        spec.update({col: ((None,), "string") for col in opts.categorical})
+        spec = {serving_key(col): ((None,), "float32") for col in opts.numeric}
+        spec.update({serving_key(col): ((None,), "string") for col in opts.categorical})
         return spec
 
     def make_decoder(self, input_name, opts, state):
@@ -107,8 +119,8 @@ class Tabular(Modality):
         return spec
 
     def example(self, input_name, opts):
-        ex = {col: 1.0 for col in opts.numeric}
-        ex.update({col: "some category" for col in opts.categorical})
+        ex = {serving_key(col): 1.0 for col in opts.numeric}
+        ex.update({serving_key(col): "some category" for col in opts.categorical})
         return ex
 
 
@@ -143,7 +155,7 @@ class TabularDecoder:
         out = {}
         present = None
         if self.opts.numeric:
-            x = tf.stack([tf.cast(raw[c], tf.float32) for c in self.opts.numeric], axis=1)
+            x = tf.stack([tf.cast(raw[serving_key(c)], tf.float32) for c in self.opts.numeric], axis=1)
             missing = tf.math.is_nan(x)
             mean = tf.constant(self.state["mean"], tf.float32)
             std = tf.constant(self.state["std"], tf.float32)
@@ -153,10 +165,10 @@ class TabularDecoder:
         if self.opts.categorical:
             ids = []
             for col, table, offset in zip(self.opts.categorical, self.tables, self.offsets):
-                s = tf.strings.strip(raw[col])
+                s = tf.strings.strip(raw[serving_key(col)])
                 found = table.lookup(s)
                 ids.append(tf.where(tf.strings.length(s) > 0, found, tf.cast(offset, tf.int64)))
             out["categorical"] = tf.cast(tf.stack(ids, axis=1), tf.int32)
-            any_cat = tf.reduce_any(tf.stack([tf.strings.length(tf.strings.strip(raw[c])) > 0 for c in self.opts.categorical], 1), 1)
+            any_cat = tf.reduce_any(tf.stack([tf.strings.length(tf.strings.strip(raw[serving_key(c)])) > 0 for c in self.opts.categorical], 1), 1)
             present = any_cat if present is None else tf.logical_or(present, any_cat)
         return out, tf.cast(present, tf.float32)
