@@ -178,7 +178,9 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
         sp = splits[last]
         ablation = evaluation.ablation(prep, sig, sp.frame, sp.root, scores[last])
         (run_dir / "ablation.json").write_text(json.dumps({"split": last, **ablation}, indent=2))
-    history = tuner_.histories.get(best.trial_id) or _history_from_logs(run_dir, best.trial_id)
+    # Curves exist for trials run by this process; a best trial from an earlier, resumed run has
+    # none here (its curves stay in search/logs for TensorBoard) and the report says so.
+    history = tuner_.histories.get(best.trial_id, {})
     elapsed = time.time() - start
     summary = {
         "run_dir": str(run_dir),
@@ -274,10 +276,6 @@ def _expected_outputs(prep, y):
     if kind == "binary":
         return np.stack([1.0 - y[:, 0], y[:, 0]], axis=1)
     return y
-
-
-def _history_from_logs(run_dir, trial_id):
-    return {}
 
 
 def _open(run_dir):
