@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -41,13 +42,17 @@ class BestEpoch(keras.callbacks.Callback):
     """Keeps the weights of the best epoch by the objective; on a tie, the lower val_loss.
 
     A rank metric saturates (val_auc reaches 1.0 while the probabilities still sit near 0.5):
-    keras-tuner's SaveBestEpoch then keeps that first, barely trained epoch.
+    keras-tuner's SaveBestEpoch then keeps that first, barely trained epoch. The weights stay in
+    memory and are written once when training ends, and only when `worth_writing(best)` says the
+    trial can still be the search's best: an HDF5 write per improving epoch was a third of a small
+    trial's fixed cost.
     """
 
-    def __init__(self, objective, filepath: str):
+    def __init__(self, objective, filepath: str, worth_writing: Callable[[float], bool] = lambda best: True):
         super().__init__()
-        self.objective, self.filepath = objective, filepath
-        self.best, self.best_loss = None, math.inf
+        self.objective, self.filepath, self.worth_writing = objective, filepath, worth_writing
+        self.best, self.best_loss, self.weights = None, math.inf, None
+        self.written = False
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -57,7 +62,14 @@ class BestEpoch(keras.callbacks.Callback):
         loss = logs.get("val_loss", math.inf)
         if self.best is None or self.objective.better_than(value, self.best) or (value == self.best and loss < self.best_loss):
             self.best, self.best_loss = value, loss
-            self.model.save_weights(self.filepath)
+            self.weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.weights is None or not self.worth_writing(self.best):
+            return
+        self.model.set_weights(self.weights)
+        self.model.save_weights(self.filepath)
+        self.written = True
 
 
 class EpochReport(keras.callbacks.Callback):
@@ -72,14 +84,45 @@ class EpochReport(keras.callbacks.Callback):
 # === Oracle ===
 
 
+def write_json_atomic(path: str, state) -> None:
+    """keras-tuner writes its state files in place: a kill during the write leaves a truncated
+    oracle.json or trial.json that resume cannot read. Write beside it and rename instead."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f)
+    os.replace(tmp, path)
+
+
+class AtomicSaves:
+    """Mixed into keras-tuner's oracles: oracle.json and each trial.json are replaced whole."""
+
+    def save(self):
+        write_json_atomic(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        write_json_atomic(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+
+class RandomOracle(AtomicSaves, kt.oracles.RandomSearchOracle):
+    pass
+
+
+class BayesianOracle(AtomicSaves, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class HyperbandOracle(AtomicSaves, kt.oracles.HyperbandOracle):
+    pass
+
+
 def make_oracle(kind: str, objective: str, max_trials: int, epochs: int, seed: int, max_failures: int):
     obj = kt.Objective(objective, objective_direction(objective))
     common = dict(objective=obj, seed=seed, max_consecutive_failed_trials=max_failures)
     if kind == "random":
-        return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
+        return RandomOracle(max_trials=max_trials, **common)
     if kind == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, num_initial_points=2, **common)
-    return kt.oracles.HyperbandOracle(max_epochs=max(2, epochs), factor=3, **common)
+        return BayesianOracle(max_trials=max_trials, num_initial_points=2, **common)
+    return HyperbandOracle(max_epochs=max(2, epochs), factor=3, **common)
 
 
 # === Tuner ===
@@ -103,6 +146,11 @@ class MmautoTuner(kt.Tuner):
         self.seconds: dict[str, float] = {}
         self.histories: dict[str, dict] = {}
         self.stop_reason: Optional[str] = None
+
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        write_json_atomic(self._get_tuner_fname(), self.get_state())
 
     # === Frozen-feature cache ===
 
@@ -140,7 +188,7 @@ class MmautoTuner(kt.Tuner):
         epochs = hp.values.get("tuner/epochs", self.epochs)
         initial = hp.values.get("tuner/initial_epoch", 0)
         callbacks = [
-            BestEpoch(objective, self._get_checkpoint_fname(trial.trial_id)),
+            BestEpoch(objective, self._get_checkpoint_fname(trial.trial_id), self._may_be_best),
             Deadline(self.deadline),
             keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
             EpochReport(lambda e, logs: self._epoch_end(trial, e, epochs, logs)),
@@ -158,6 +206,19 @@ class MmautoTuner(kt.Tuner):
         self.seconds[trial.trial_id] = time.time() - t0
         self.histories[trial.trial_id] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         return history
+
+    def _may_be_best(self, score: float) -> bool:
+        """Only the best trial's weights are ever loaded, except under Hyperband, whose later
+        rounds continue from earlier trials' checkpoints."""
+        if isinstance(self.oracle, kt.oracles.HyperbandOracle):
+            return True
+        try:
+            best = self.oracle.get_best_trials(1)
+        except Exception:  # a chief that cannot answer: keep the weights rather than lose them
+            return True
+        if not best or best[0].score is None:
+            return True
+        return not self.oracle.objective.better_than(best[0].score, score)
 
     def _epoch_end(self, trial, epoch, epochs, logs):
         # Reporting each epoch to the oracle is also the heartbeat a distributed chief watches.
@@ -177,7 +238,7 @@ class MmautoTuner(kt.Tuner):
         for tid, secs in self.seconds.items():
             folder = Path(self.project_dir) / f"trial_{tid}"
             if folder.exists():
-                (folder / "seconds.json").write_text(json.dumps({"seconds": round(secs, 3)}))
+                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3)})
 
     def all_seconds(self) -> dict:
         out = {}

@@ -46,6 +46,10 @@ def test_tiny_search_covers_fusions_and_leaderboard(demo_dir, tmp_path):
     assert scores == sorted(scores, reverse=True)  # val_accuracy: best first
     csv = (tmp_path / "run" / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("rank,trial,status,score") and len(csv) == 5
+    search = tmp_path / "run" / "search"
+    # Weights are written once per trial that can still win; state files are replaced whole.
+    assert (search / f"trial_{rows[0]['trial']}" / "checkpoint.weights.h5").exists()
+    assert not list(search.rglob("*.tmp"))
 
 
 def test_time_budget_is_hard(demo_dir, tmp_path):
