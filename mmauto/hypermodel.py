@@ -109,7 +109,7 @@ class MultimodalHyperModel(kt.HyperModel):
                         inputs[key] = feeds[feat] = keras.Input(shape, dtype=dtype, name=key)
                     out = enc.build(hp, feeds, name)
             present = inputs[present_key(name)] = keras.Input((), dtype="float32", name=present_key(name))
-            pooled = layers.Dense(width, name=f"{name}_to_width")(out.pooled)
+            pooled = layers.LayerNormalization(name=f"{name}_norm")(layers.Dense(width, name=f"{name}_to_width")(out.pooled))
             tokens = None
             if fusion.tokens and out.tokens is not None:
                 tokens = layers.Dense(width, name=f"{name}_tokens_to_width")(out.tokens)
