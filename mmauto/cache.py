@@ -1,7 +1,7 @@
 """The frozen-feature cache.
 
 A frozen encoder (a keras-hub backbone with `trainable: false`, the default for presets) is a
-fixed function of its input, so its outputs (pooled vector and tokens) are computed once per
+fixed function of its input, so its outputs (pooled vector, tokens, padding mask) are computed once per
 split, stored in RUN_DIR/cache keyed by everything they depend on, and trials then train only
 the fusion and the head on them. The exported model still holds the whole graph: after the
 search the full model is rebuilt and receives the trained fusion/head weights by layer name.
@@ -16,10 +16,14 @@ from pathlib import Path
 import numpy as np
 
 
+# Bumped when what a cache file holds changes (2: text token masks).
+FORMAT = 2
+
+
 def cache_key(prep, name: str, etype: str) -> str:
     spec = prep.manifest.inputs[name]
     enc = prep.encoder(name, etype)
-    blob = json.dumps({"input": spec.to_dict(), "encoder": etype, "prep": enc.prep_state,
+    blob = json.dumps({"format": FORMAT, "input": spec.to_dict(), "encoder": etype, "prep": enc.prep_state,
                        "modality": prep.state["inputs"][name]["modality"]}, sort_keys=True, default=str)
     return f"{name}-{etype}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
 
@@ -30,6 +34,10 @@ def pooled_key(name: str) -> str:
 
 def tokens_key(name: str) -> str:
     return f"{name}__cached_tokens"
+
+
+def mask_key(name: str) -> str:
+    return f"{name}__cached_mask"
 
 
 class FeatureCache:
@@ -72,24 +80,29 @@ class FeatureCache:
         outputs = {"pooled": out.pooled}
         if out.tokens is not None:
             outputs["tokens"] = out.tokens
+            if out.mask is not None:
+                outputs["mask"] = out.mask
         extractor = keras.Model(inputs, outputs)
         ds = self.prep.batches(self.decoded[split], 32, {name: etype}, keys=list(inputs))
         got = extractor.predict(ds.map(lambda x, *rest: x), verbose=0)
         return {k: np.asarray(v, dtype="float32") for k, v in got.items()}
 
     def dataset(self, name: str, etype: str, split: str):
-        """A tf.data of {pooled_key, tokens_key} rows in the decoded dataset's order."""
+        """A tf.data of {pooled_key, tokens_key, mask_key} rows in the decoded dataset's order."""
         import tensorflow as tf
 
         a = self.arrays(name, etype, split)
         feats = {pooled_key(name): a["pooled"]}
         if "tokens" in a:
             feats[tokens_key(name)] = a["tokens"]
+        if "mask" in a:
+            feats[mask_key(name)] = a["mask"]
         return tf.data.Dataset.from_tensor_slices(feats)
 
     def specs(self, name: str, etype: str) -> dict:
         a = self.arrays(name, etype, "train")
-        return {"pooled": a["pooled"].shape[1:], "tokens": a["tokens"].shape[1:] if "tokens" in a else None}
+        return {"pooled": a["pooled"].shape[1:], "tokens": a["tokens"].shape[1:] if "tokens" in a else None,
+                "mask": a["mask"].shape[1:] if "mask" in a else None}
 
 
 def transfer_weights(source, target) -> int:

@@ -13,11 +13,11 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
-from mmauto.cache import pooled_key, tokens_key
+from mmauto.cache import mask_key, pooled_key, tokens_key
 from mmauto.data.pipeline import Preprocessing, present_key
 from mmauto.fusion import FUSIONS
 from mmauto.hp import pick
-from mmauto.layers import MissingGate, WeightedSum
+from mmauto.layers import FillMask, MissingGate, WeightedSum
 from mmauto.encoders import Encoded
 from mmauto.objectives import align, reconstruct
 
@@ -67,6 +67,8 @@ class MultimodalHyperModel(kt.HyperModel):
                 keys.append(pooled_key(name))
                 if self.cached[name]["tokens"] is not None:
                     keys.append(tokens_key(name))
+                if self.cached[name].get("mask") is not None:
+                    keys.append(mask_key(name))
             else:
                 keys += [k for k, _, _ in self.prep.encoder_inputs(name, etype).values()]
             keys.append(present_key(name))
@@ -77,10 +79,12 @@ class MultimodalHyperModel(kt.HyperModel):
     def _cached_inputs(self, name, inputs) -> Encoded:
         spec = self.cached[name]
         pooled = inputs[pooled_key(name)] = keras.Input(tuple(spec["pooled"]), name=pooled_key(name))
-        tokens = None
+        tokens = mask = None
         if spec["tokens"] is not None:
             tokens = inputs[tokens_key(name)] = keras.Input(tuple(spec["tokens"]), name=tokens_key(name))
-        return Encoded(pooled, tokens)
+        if spec.get("mask") is not None:
+            mask = inputs[mask_key(name)] = keras.Input(tuple(spec["mask"]), name=mask_key(name))
+        return Encoded(pooled, tokens, mask)
 
     def build(self, hp):
         m = self.manifest
@@ -95,7 +99,7 @@ class MultimodalHyperModel(kt.HyperModel):
         fname = pick(hp, "fusion", choices if len(choices) > 1 else choices[0], choices)
         fusion = FUSIONS.get(fname)(space)
 
-        inputs, pooled_by, tokens_by, keeps = {}, {}, {}, {}
+        inputs, pooled_by, tokens_by, masks_by, keeps = {}, {}, {}, {}, {}
         for name, etype in self.encoders(hp).items():
             cands = self.prep.candidates(name)
             scope = hp.conditional_scope(f"{name}/encoder", [etype]) if len(cands) > 1 else contextlib.nullcontext()
@@ -110,7 +114,7 @@ class MultimodalHyperModel(kt.HyperModel):
                     out = enc.build(hp, feeds, name)
             present = inputs[present_key(name)] = keras.Input((), dtype="float32", name=present_key(name))
             pooled = layers.LayerNormalization(name=f"{name}_norm")(layers.Dense(width, name=f"{name}_to_width")(out.pooled))
-            tokens = None
+            tokens = mask = None
             if fusion.tokens and out.tokens is not None:
                 tokens = layers.Dense(width, name=f"{name}_tokens_to_width")(out.tokens)
             gate = MissingGate(mdrop, seed=train.seed, name=f"{name}_missing")
@@ -118,10 +122,12 @@ class MultimodalHyperModel(kt.HyperModel):
                 pooled, keeps[name] = gate(pooled, present)
             else:
                 pooled, keeps[name], tokens = gate(pooled, present, tokens)
-            pooled_by[name], tokens_by[name] = pooled, tokens
+                if out.mask is not None:
+                    mask = FillMask(name=f"{name}_mask_missing")(out.mask, keeps[name])
+            pooled_by[name], tokens_by[name], masks_by[name] = pooled, tokens, mask
 
         pooled_by = align(hp, m, pooled_by, keeps)
-        encoded = {n: Encoded(pooled_by[n], tokens_by[n]) for n in names}
+        encoded = {n: Encoded(pooled_by[n], tokens_by[n], masks_by[n]) for n in names}
 
         with hp.conditional_scope("fusion", [fname]) if len(choices) > 1 else contextlib.nullcontext():
             fused = fusion.build(hp, encoded, width, dropout)

@@ -99,14 +99,78 @@ class WeightedSum(layers.Layer):
         return sum(w[i] * x for i, x in enumerate(xs))
 
 
+@keras.saving.register_keras_serializable("mmauto")
+class TokenMask(layers.Layer):
+    """(B, T) float mask from token ids: 1 for a real token, 0 for padding (id 0)."""
+
+    def call(self, ids):
+        return ops.cast(ops.not_equal(ids, 0), "float32")
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class MaskedMean(layers.Layer):
+    """Mean of a (B, T, D) sequence over the tokens its (B, T) mask keeps; zeros for a row
+    that keeps none (an empty text), where a plain masked mean would divide by zero."""
+
+    def call(self, x, token_mask):
+        m = ops.expand_dims(ops.cast(token_mask, x.dtype), -1)
+        return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), ops.cast(1.0, x.dtype))
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class FillMask(layers.Layer):
+    """A row whose input was replaced by the learned missing embedding keeps all its tokens:
+    they are that embedding now, not padding."""
+
+    def call(self, token_mask, keep):
+        keep = ops.cast(ops.reshape(keep, (-1, 1)), token_mask.dtype)
+        return token_mask * keep + (1.0 - keep)
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class OnesMask(layers.Layer):
+    """An all-ones (B, T) mask for a (B, T, D) sequence that has no padding."""
+
+    def call(self, x):
+        return ops.ones(ops.shape(x)[:2], "float32")
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class PrependOnes(layers.Layer):
+    """Prepends `count` ones to a (B, T) mask (for tokens such as CLS that are never padding)."""
+
+    def __init__(self, count: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.count = count
+
+    def call(self, token_mask):
+        return ops.pad(token_mask, [[0, 0], [self.count, 0]], constant_values=1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count}
+
+
 # === Blocks ===
 
 
-def transformer_block(x, heads: int, width: int, dropout: float, name: str, context=None):
-    """Pre-norm attention block. With `context`, x attends to it (cross-attention)."""
+def joint_mask(parts, name: str):
+    """One mask for token sequences concatenated along time: `parts` is a list of
+    (tokens, mask or None). None when no part has padding to hide."""
+    if all(m is None for _, m in parts):
+        return None
+    masks = [m if m is not None else OnesMask(name=f"{name}_ones{i}")(t) for i, (t, m) in enumerate(parts)]
+    return masks[0] if len(masks) == 1 else layers.Concatenate(axis=1, name=f"{name}_mask")(masks)
+
+
+def transformer_block(x, heads: int, width: int, dropout: float, name: str, context=None, mask=None, context_mask=None):
+    """Pre-norm attention block. With `context`, x attends to it (cross-attention). Masks are
+    (B, T) with 0 at padding: padded keys get no attention (padded queries are left as they
+    are; whoever pools them masks them)."""
     h = layers.LayerNormalization(name=f"{name}_ln1")(x)
     kv = h if context is None else layers.LayerNormalization(name=f"{name}_lnc")(context)
-    h = layers.MultiHeadAttention(heads, max(1, width // heads), dropout=dropout, name=f"{name}_mha")(h, kv)
+    kv_mask = mask if context is None else context_mask
+    mha = layers.MultiHeadAttention(heads, max(1, width // heads), dropout=dropout, name=f"{name}_mha")
+    h = mha(h, kv) if kv_mask is None else mha(h, kv, value_mask=kv_mask)
     x = layers.Add(name=f"{name}_add1")([x, h])
     h = layers.LayerNormalization(name=f"{name}_ln2")(x)
     h = layers.Dense(2 * width, activation="gelu", name=f"{name}_ff1")(h)

@@ -74,13 +74,19 @@ def test_encoder_contract(preps, etype, modality):
         arrays[key] = random_input(shape, dtype)
     out = enc.build(kt.HyperParameters(), feeds, name)
     assert isinstance(out, Encoded)
-    model = keras.Model({feeds[f].name: feeds[f] for f in feeds}, {"pooled": out.pooled, **({"tokens": out.tokens} if out.tokens is not None else {})})
+    extra = {"tokens": out.tokens} if out.tokens is not None else {}
+    if out.mask is not None:
+        assert out.tokens is not None, "a mask belongs to a token sequence"
+        extra["mask"] = out.mask
+    model = keras.Model({feeds[f].name: feeds[f] for f in feeds}, {"pooled": out.pooled, **extra})
     for layer in model.layers:
         assert layer.name.startswith(name) or isinstance(layer, keras.layers.InputLayer), f"layer {layer.name} is not scoped by '{name}'"
     got = model({k: v for k, v in arrays.items()}, training=False)
     assert len(got["pooled"].shape) == 2 and got["pooled"].shape[0] == 3
     if "tokens" in got:
         assert len(got["tokens"].shape) == 3 and got["tokens"].shape[0] == 3
+    if "mask" in got:
+        assert tuple(got["mask"].shape) == tuple(got["tokens"].shape[:2])
 
 
 def fusion_cases():
@@ -113,6 +119,34 @@ def test_fusion_contract(fname, n):
     got = got if isinstance(got, list) else [got]
     for g in got:
         assert g.shape[0] == 4 and len(g.shape) == 2
+
+
+@pytest.mark.parametrize("fname", [n for n, c in FUSIONS.items() if c.tokens])
+def test_fusions_ignore_padded_tokens(fname):
+    """What sits at a masked (padded) token position never changes a token fusion's output."""
+    width, steps = 8, 5
+    pooled = [keras.Input((width,), name=f"in{i}_pooled") for i in range(2)]
+    tokens = [keras.Input((steps, width), name=f"in{i}_tokens") for i in range(2)]
+    masks = [keras.Input((steps,), name=f"in{i}_mask") for i in range(2)]
+    encoded = {f"in{i}": Encoded(pooled[i], tokens[i], masks[i]) for i in range(2)}
+    fusion = FUSIONS.get(fname)(SpaceSpec())
+    out = fusion.build(kt.HyperParameters(), encoded, width, 0.0)
+    model = keras.Model([*pooled, *tokens, *masks], list(out.values()) if fusion.late else out)
+    rng = np.random.default_rng(0)
+    p = [rng.random((4, width), dtype="float32") for _ in range(2)]
+    t = [rng.random((4, steps, width), dtype="float32") for _ in range(2)]
+    m = [np.ones((4, steps), "float32") for _ in range(2)]
+    m[0][:, 3:] = 0  # the last two tokens of input 0 are padding
+    m[1][0, 1:] = 0  # a row with one real token
+    noisy = [x.copy() for x in t]
+    noisy[0][:, 3:] += 10.0 * rng.random((4, 2, width), dtype="float32")
+    noisy[1][0, 1:] -= 5.0
+    a = keras.ops.convert_to_numpy(model([*p, *t, *m]))
+    b = keras.ops.convert_to_numpy(model([*p, *noisy, *m]))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    # and the mask is what hides them: the same change without it moves the output
+    c = keras.ops.convert_to_numpy(model([*p, *noisy, *[np.ones_like(x) for x in m]]))
+    assert not np.allclose(a, c, atol=1e-3)
 
 
 def test_cross_attention_combinations():

@@ -26,7 +26,9 @@ def hub_manifest(demo_dir, presets, path, extra_train=None):
     data["inputs"]["photo"]["encoder"] = {"preset": str(presets["vit"])}
     data["inputs"]["review"]["encoder"] = {"type": "keras_hub", "preset": str(presets["bert"])}
     del data["inputs"]["voice"]
-    data["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16}}
+    # transformer fusion: cached token sequences and their padding masks feed the trial model,
+    # and the export's parity check proves the rebuilt full model computes the same thing.
+    data["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "transformer", "width": 16}}
     data["train"] = {"epochs": 1, "batch_size": 32, **(extra_train or {})}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -46,6 +48,11 @@ def test_frozen_backbones_train_on_cached_features(hub_run):
     assert summary["encoders"] == {"photo": "keras_hub", "review": "keras_hub", "meta": "mlp"} or summary["encoders"]["photo"] == "keras_hub"
     assert summary["feature_cache"]["misses"] >= 2  # computed once per split and input
     assert len(list((run / "cache").rglob("*.npz"))) >= 4
+    import numpy as np
+
+    with np.load(next((run / "cache").glob("review-*/train.npz"))) as z:
+        assert set(z.files) == {"pooled", "tokens", "mask"}
+        assert 0 < z["mask"].mean() < 1  # the short demo reviews are padded
     card = json.loads((run / "mmauto.json").read_text())
     assert card["op_libraries"] == ["tensorflow-text"] and "import tensorflow_text" in card["load"]
 

@@ -1,7 +1,8 @@
 """The encoder contract.
 
-An encoder turns one input's features into `Encoded(pooled (B, D), tokens (B, T, D) or None)`,
-so every fusion works with every modality. Encoders that need their own preprocessing (a
+An encoder turns one input's features into `Encoded(pooled (B, D), tokens (B, T, D) or None,
+mask (B, T) or None)`, so every fusion works with every modality; `mask` is 0 at padded tokens
+(text), which attention and pooling then ignore. Encoders that need their own preprocessing (a
 vocabulary, a keras-hub tokenizer) fit it on the training split and run it in tf.data and in
 the exported graph; the trained Keras model itself never sees strings.
 """
@@ -21,6 +22,7 @@ ENCODERS: Registry = Registry("encoder", "mmauto.encoders")
 class Encoded:
     pooled: Any
     tokens: Optional[Any] = None
+    mask: Optional[Any] = None
 
 
 class Encoder(abc.ABC):

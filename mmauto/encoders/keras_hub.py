@@ -14,6 +14,7 @@ from keras import layers, ops
 
 from mmauto.encoders.base import ENCODERS, Encoded, Encoder
 from mmauto.errors import PresetError
+from mmauto.layers import MaskedMean, TokenMask
 
 
 def load(kind: str, preset: str, key: str, **kwargs):
@@ -55,13 +56,16 @@ def _set_trainable(backbone, trainable):
             layer.trainable = False
 
 
-def _pool(out, scope):
+def _pool(out, scope, mask=None):
     """Backbone output -> (pooled, tokens) for CNN maps, token sequences and dict outputs."""
     if isinstance(out, dict):
         seq = out.get("sequence_output")
         pooled = out.get("pooled_output")
         if pooled is None and seq is not None:
-            pooled = layers.GlobalAveragePooling1D(name=f"{scope}_meanpool")(seq)
+            if mask is not None:
+                pooled = MaskedMean(name=f"{scope}_meanpool")(seq, mask)
+            else:
+                pooled = layers.GlobalAveragePooling1D(name=f"{scope}_meanpool")(seq)
         return pooled, seq
     if len(out.shape) == 4:
         tokens = layers.Reshape((-1, out.shape[-1]), name=f"{scope}_tok")(out)
@@ -123,6 +127,9 @@ class KerasHubEncoder(Encoder):
                 feed["segment_ids"] = inputs["segment_ids"]
             feed = {k: v for k, v in feed.items() if not wanted or k in wanted}
             out = backbone(feed, training=False) if not backbone.trainable else backbone(feed)
+            mask = TokenMask(name=f"{scope}_mask")(inputs["padding_mask"])
+            pooled, tokens = _pool(out, scope, mask)
+            return Encoded(pooled, tokens, mask if tokens is not None and tokens.shape[1] == mask.shape[1] else None)
         pooled, tokens = _pool(out, scope)
         return Encoded(pooled, tokens)
 

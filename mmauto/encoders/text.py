@@ -6,7 +6,7 @@ from keras import layers
 from mmauto.encoders import _text_vocab as vocab
 from mmauto.encoders.base import ENCODERS, Encoded, Encoder, setting
 from mmauto.hp import pick
-from mmauto.layers import PositionEmbedding, transformer_block
+from mmauto.layers import MaskedMean, PositionEmbedding, TokenMask, transformer_block
 
 
 @ENCODERS.register("tfidf")
@@ -60,7 +60,7 @@ class TextConvEncoder(_IdsEncoder):
         x = self.embed(inputs, width, scope)
         for i in range(depth):
             x = layers.Conv1D(width, 3, padding="same", activation="relu", name=f"{scope}_conv{i}")(x)
-        return Encoded(layers.GlobalMaxPooling1D(name=f"{scope}_maxpool")(x), x)
+        return Encoded(layers.GlobalMaxPooling1D(name=f"{scope}_maxpool")(x), x, TokenMask(name=f"{scope}_mask")(inputs["ids"]))
 
 
 @ENCODERS.register("transformer")
@@ -70,8 +70,9 @@ class TextTransformerEncoder(_IdsEncoder):
     def build(self, hp, inputs, scope):
         width = pick(hp, f"{scope}/transformer/width", setting(self.spec, "width"), [32, 64], default=32)
         depth = pick(hp, f"{scope}/transformer/depth", setting(self.spec, "depth"), [1, 2], default=1)
+        mask = TokenMask(name=f"{scope}_mask")(inputs["ids"])
         x = PositionEmbedding(name=f"{scope}_pos")(self.embed(inputs, width, scope))
         for i in range(depth):
-            x = transformer_block(x, 2, width, 0.1, f"{scope}_block{i}")
+            x = transformer_block(x, 2, width, 0.1, f"{scope}_block{i}", mask=mask)
         x = layers.LayerNormalization(name=f"{scope}_ln")(x)
-        return Encoded(layers.GlobalAveragePooling1D(name=f"{scope}_meanpool")(x), x)
+        return Encoded(MaskedMean(name=f"{scope}_meanpool")(x, mask), x, mask)
