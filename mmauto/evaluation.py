@@ -88,18 +88,26 @@ def blank(prep: Preprocessing, frame: pd.DataFrame, names) -> pd.DataFrame:
     return frame
 
 
-def ablation(prep: Preprocessing, signature, frame: pd.DataFrame, root: Path, full: dict, progress=None) -> dict:
-    """The main metric with each input removed (and each pair, with three or more inputs);
-    an input's contribution is the drop its removal causes (for rmse, the rise)."""
+def ablation_groups(prep: Preprocessing) -> list[tuple[str, ...]]:
+    """Each input, and each pair when there are three or more."""
     from itertools import combinations
 
     names = list(prep.manifest.inputs)
-    groups = [(n,) for n in names] + (list(combinations(names, 2)) if len(names) >= 3 else [])
+    return [(n,) for n in names] + (list(combinations(names, 2)) if len(names) >= 3 else [])
+
+
+def ablation_passes(prep: Preprocessing) -> int:
+    return len(ablation_groups(prep))
+
+
+def ablation(prep: Preprocessing, signature, frame: pd.DataFrame, root: Path, full: dict, progress=None) -> dict:
+    """The main metric with each input removed (and each pair, with three or more inputs);
+    an input's contribution is the drop its removal causes (for rmse, the rise)."""
     main = main_metric(prep)
     base = full[main]
     lower_is_better = main == "rmse"
     rows = []
-    for g in groups:
+    for g in ablation_groups(prep):
         got = score(prep, frame, predict_frame(signature, prep, blank(prep, frame, g), root, progress))[main]
         drop = None if base is None or got is None else (got - base if lower_is_better else base - got)
         rows.append({"removed": list(g), "metric": main, "score": got, "drop": drop})

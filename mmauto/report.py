@@ -356,6 +356,8 @@ def _calibration(head: str, preds, split: str, out: Path) -> str:
 def _ablation(ablation, out: Path) -> str:
     if not ablation:
         return _note("No ablation.json (a run with one input has nothing to remove).")
+    if ablation.get("skipped"):
+        return _note(f"Modality ablation {ablation['skipped']}.")
     rows = sorted((r for r in ablation.get("rows", []) if r.get("drop") is not None), key=lambda r: r["drop"])
     if not rows:
         return _note("ablation.json has no scored rows.")

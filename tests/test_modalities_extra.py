@@ -253,6 +253,12 @@ def test_pipeline_shapes_and_serving_agree(extra_copy):
     zero = dict(served, video=np.zeros_like(served["video"]))
     assert graph.decode({k: tf.constant(v) for k, v in zero.items()})["video__present"].numpy().sum() == 0
 
+    # Frames of another size are resized in the graph to the model's 16x16.
+    big = dict(served, video=np.repeat(np.repeat(served["video"], 2, axis=2), 2, axis=3))  # 32x32, each pixel 2x2
+    resized = graph.decode({k: tf.constant(v) for k, v in big.items()})["video__frames"].numpy()
+    assert resized.shape == served["video"].shape
+    assert np.abs(resized.astype(int) - served["video"].astype(int)).mean() < 8
+
 
 @pytest.mark.parametrize("etype,hps,shape,feature", [
     ("frame_cnn", {"video/frame_cnn/pool": "attention"}, (4, 16, 16, 3), "frames"),
@@ -392,7 +398,7 @@ def test_mixed_fit_serves_like_predict(mixed_run, tmp_path):
     assert summary["encoders"]["video"] == "frame_cnn" and summary["parity"]["max_abs_diff"] <= 1e-4
     card = json.loads((run / "mmauto.json").read_text())
     inputs = {i["name"]: i for i in card["signatures"]["serving_default"]["inputs"]}
-    assert inputs["video"]["shape"] == [None, 4, 16, 16, 3] and inputs["video"]["dtype"] == "uint8"
+    assert inputs["video"]["shape"] == [None, 4, None, None, 3] and inputs["video"]["dtype"] == "uint8"
     assert inputs["sensor"]["shape"] == [None, None, 2] and inputs["vector"]["shape"] == [None, 8]
     assert inputs["video"]["missing"] == "all-zero frames" and inputs["vector"]["missing"] == "all NaN"
     assert (run / "report" / "index.html").exists() and (run / "ablation.json").exists()

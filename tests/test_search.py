@@ -101,3 +101,20 @@ def test_changed_manifest_is_refused(demo_dir, tmp_path):
     assert r.returncode == 2 and "train.epochs (2 -> 5)" in r.stderr and "--overwrite" in r.stderr
     r = run_cli("fit", m, "--out", tmp_path / "run", "--overwrite", "--json")
     assert r.returncode == 0 and not json.loads(r.stdout)["resumed"]
+
+
+def test_ablation_that_would_break_the_budget_is_skipped(demo_dir, tmp_path, monkeypatch):
+    """The post-search ablation's cost is estimated from the evaluation passes just timed; one
+    that cannot end before the deadline is skipped, said, and noted in the report."""
+    from mmauto import api, evaluation
+
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1)
+    monkeypatch.setattr(evaluation, "ablation_passes", lambda prep: 10**6)
+    events = []
+    summary = api.fit(m, tmp_path / "run", time_budget="120s", on_event=lambda kind, **kw: events.append((kind, kw)))
+    assert summary["seconds"] <= 123
+    ablation = json.loads((tmp_path / "run" / "ablation.json").read_text())
+    assert ablation["skipped"].startswith("skipped to keep the time budget") and "--ablate" in ablation["skipped"]
+    assert any(k == "warning" and "ablation" in kw["text"] for k, kw in events)
+    assert not any(k == "ablation" for k, _ in events)
+    assert "skipped to keep the time budget" in (tmp_path / "run" / "report" / "index.html").read_text()

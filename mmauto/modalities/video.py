@@ -209,8 +209,8 @@ class Video(Modality):
         return {input_name: np.stack([read_frames(p, opts) for p in paths])}
 
     def serving_spec(self, input_name, opts):
-        h, w = opts.size
-        return {input_name: ((None, opts.frames, h, w, opts.channels), "uint8")}
+        # Any frame size: the graph resizes to `size` (clients need not know the model's).
+        return {input_name: ((None, opts.frames, None, None, opts.channels), "uint8")}
 
     def load(self, input_name, opts, raw):
         import tensorflow as tf
@@ -222,7 +222,7 @@ class Video(Modality):
         return raw
 
     def make_decoder(self, input_name, opts, state):
-        return VideoDecoder(input_name)
+        return VideoDecoder(input_name, opts)
 
     def feature_spec(self, opts, state):
         h, w = opts.size
@@ -234,19 +234,33 @@ class Video(Modality):
 
     def example(self, input_name, opts):
         h, w = opts.size
-        return {input_name: f"<uint8 frames [{opts.frames}, {h}, {w}, {opts.channels}] per row (nested lists), "
-                            f"sampled and resized by the client; all zeros = missing>"}
+        return {input_name: f"<uint8 frames [{opts.frames}, H, W, {opts.channels}] per row (nested lists), sampled by the "
+                            f"client; resized to {h}x{w} in the graph (send that size to skip it); all zeros = missing>"}
 
 
 class VideoDecoder:
-    """uint8 frames [N, F, H, W, C] -> the same frames; a row of all-zero frames is missing."""
+    """uint8 frames [N, F, H, W, C] -> frames at the model's size; a row of all-zero frames is
+    missing. Frames of another size are resized in the graph (bilinear with antialiasing, like
+    the Pillow resize at training time); frames of the model's size pass unchanged."""
 
-    def __init__(self, input_name):
-        self.input_name = input_name
+    def __init__(self, input_name, opts):
+        self.input_name, self.opts = input_name, opts
 
     def __call__(self, raw):
         import tensorflow as tf
 
         frames = tf.convert_to_tensor(raw[self.input_name])
+        h, w = self.opts.size
+        shape = tf.shape(frames)
+
+        def resize():
+            flat = tf.reshape(frames, tf.concat([[-1], shape[2:]], 0))
+            out = tf.image.resize(flat, (h, w), method="bilinear", antialias=True)
+            out = tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+            return tf.reshape(out, tf.stack([shape[0], shape[1], h, w, shape[4]]))
+
+        same = tf.logical_and(tf.equal(shape[2], h), tf.equal(shape[3], w))
+        frames = tf.cond(same, lambda: frames, resize)
+        frames = tf.ensure_shape(frames, (None, self.opts.frames, h, w, self.opts.channels))
         present = tf.cast(tf.reduce_any(frames > 0, axis=[1, 2, 3, 4]), tf.float32)
         return {"frames": frames}, present
