@@ -19,7 +19,18 @@ from typing import Optional
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data, read in place, never copied
+SHARED_DATA = Path(os.environ.get("MMAUTO_BENCH_DATA") or REPO.parent / "shared" / "data")  # read in place, never copied
+
+
+def _library_root() -> Path:
+    """The checkout whose mmauto this Python imports (a clean clone's venv may run this suite)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mmauto")
+    return Path(spec.origin).resolve().parents[1] if spec and spec.origin else REPO
+
+
+LIBRARY = _library_root()
 PYTHON = Path(sys.executable)
 MMAUTO = PYTHON.with_name("mmauto")
 
@@ -68,14 +79,14 @@ def _read(path: str) -> str:
 
 
 def library_fingerprint() -> str:
-    """A hash of mmauto's source (mmauto/, cli/, recipes/), to notice edits made during a run."""
+    """A hash of the imported mmauto's source (mmauto/, cli/, recipes/), to notice edits made during a run."""
     import hashlib
 
     h = hashlib.sha1()
     for folder in ("mmauto", "cli", "recipes"):
-        for f in sorted((REPO / folder).rglob("*")):
+        for f in sorted((LIBRARY / folder).rglob("*")):
             if f.suffix in (".py", ".yaml") and "__pycache__" not in f.parts:
-                h.update(str(f.relative_to(REPO)).encode())
+                h.update(str(f.relative_to(LIBRARY)).encode())
                 h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
@@ -100,7 +111,7 @@ def machine() -> dict:
             versions[mod] = None
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(["git", *args], cwd=LIBRARY, capture_output=True, text=True, timeout=10).stdout.strip()
         except Exception:
             return ""
 
