@@ -59,7 +59,8 @@ def demo(
     from mmauto_cli.output import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    summary = api.fit(path, out / "run", time_budget=time_budget, on_event=FitPrinter(True))
+    with FitPrinter(True) as printer:
+        summary = api.fit(path, out / "run", time_budget=time_budget, on_event=printer)
     s = summary["snippets"]
     c.print("\n[bold]serve it[/] (TF Serving, REST):")
     c.print(f"  {s['serve']}\n  {s['rest']}")

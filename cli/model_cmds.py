@@ -12,35 +12,88 @@ from mmauto_cli.output import console, print_json
 
 
 class FitPrinter:
-    """Turns fit events into progress lines on stderr (nothing in --json mode)."""
+    """Turns fit events into progress on stderr (nothing in --json mode) and lines in RUN_DIR/fit.log.
 
-    def __init__(self, enabled: bool, log: Path | None = None):
-        self.c = console(stderr=True)
+    On a terminal, live bars show the phase (data, preprocessing, export), the search (trials
+    done, time used of the budget) and the running trial's epochs with its latest metrics; trial
+    results, warnings and the summary print above them. Elsewhere (a pipe, a CI log) every event,
+    each epoch included, is one line.
+    """
+
+    def __init__(self, enabled: bool, log: Path | None = None, out=None):
+        self.c = out or console(stderr=True)
         self.enabled = enabled
+        self.live = enabled and self.c.is_terminal
         self.log = log
         self.trial_no = 0
+        self.max_trials = None
+        self.budget = None
+        self.bar = None  # rich Progress while the fit runs (terminals only)
+        self.tasks: dict[str, int] = {}
 
-    def say(self, text: str):
-        if self.enabled:
-            self.c.print(text)
+    def say(self, text: str, show: bool = True):
+        if self.enabled and show:
+            self.c.print(text)  # on a terminal rich prints it above the live bars
         if self.log is not None:
             import re
 
             with open(self.log, "a") as f:
                 f.write(re.sub(r"\[/?[a-z ]+\]", "", text) + "\n")
 
+    # === Live bars (terminals only) ===
+
+    def _task(self, name: str, description: str, total=None, completed=0):
+        """Show (or update) the bar `name`."""
+        if not self.live:
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=self.c, transient=True)
+            self.bar.start()
+        if name in self.tasks:
+            self.bar.update(self.tasks[name], description=description, total=total, completed=completed)
+        else:
+            self.tasks[name] = self.bar.add_task(description, total=total, completed=completed)
+
+    def _drop(self, *names: str):
+        for name in names:
+            if self.bar is not None and name in self.tasks:
+                self.bar.remove_task(self.tasks.pop(name))
+
+    def close(self):
+        """Stop the live bars (also when the fit fails, so the terminal is left clean)."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar, self.tasks = None, {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _search_description(self) -> str:
+        return "search" + (f" (budget {self.budget:.0f}s)" if self.budget else "")
+
     def __call__(self, kind, **kw):
         if kind == "start":
             self.log = Path(kw["run_dir"]) / "fit.log"
             b = kw["budget"]
+            self.max_trials, self.budget = kw["max_trials"], b
             self.say(f"[bold]mmauto fit[/] {kw['manifest'].name}: up to {kw['max_trials']} trial(s)"
                      + (f", time budget {b:.0f}s" if b else ", no time budget") + (" [yellow](resuming)[/]" if kw["resumed"] else ""))
+            self._task("phase", "reading and checking data")
         elif kind == "data":
             s = kw["summary"]
             self.say("data: " + ", ".join(f"{k} {v['rows']} rows" for k, v in s["splits"].items())
                      + (f"; dropped {s['dropped_rows']} bad row(s)" if s["dropped_rows"] else ""))
+            self._task("phase", "fitting preprocessing")
         elif kind == "search_start":
             self.trial_no = kw["done"]
+            self._drop("phase")
+            self._task("search", self._search_description(), total=self.max_trials, completed=kw["done"])
             self.say(f"search: objective {kw['objective']}" + (f", {kw['done']} trial(s) already done" if kw["done"] else ""))
         elif kind == "trial_start":
             self.trial_no += 1
@@ -48,19 +101,28 @@ class FitPrinter:
             tid = kw["trial"].trial_id
             encs = ", ".join(f"{k.split('/')[0]}={x}" for k, x in v.items() if k.endswith("/encoder"))
             self.say(f"[cyan]trial {tid}[/] ({self.trial_no}) fusion={v.get('fusion')} width={v.get('width')} {encs}")
+            self._task("trial", f"trial {tid}: epochs", total=kw.get("epochs"), completed=v.get("tuner/initial_epoch", 0))
         elif kind == "epoch":
             logs = kw["logs"]
             shown = " ".join(f"{k}={x:.4f}" for k, x in logs.items() if k in ("loss", "val_loss", "val_accuracy", "val_auc", "val_rmse"))
-            self.say(f"  epoch {kw['epoch'] + 1}/{kw['epochs']} {shown}")
+            self._task("trial", f"trial {kw['trial'].trial_id}: {shown}", total=kw["epochs"], completed=kw["epoch"] + 1)
+            # On a terminal the bar shows the epoch; the log keeps every one.
+            self.say(f"  epoch {kw['epoch'] + 1}/{kw['epochs']} {shown}", show=not self.live)
         elif kind == "trial_end":
             t = kw["trial"]
             status = str(t.status).lower()
             secs = kw.get("seconds")
             score = f"score={t.score:.4f}" if t.score is not None else ""
+            self._drop("trial")
+            if "search" in self.tasks:
+                self.bar.advance(self.tasks["search"])
             self.say(f"  trial {status} {score}" + (f" in {secs:.1f}s" if secs else "") + (f": {t.message.strip().splitlines()[-1]}" if status == "failed" and t.message else ""))
         elif kind == "export_start":
+            self._drop("search", "trial")
+            self._task("phase", f"exporting trial {kw['trial']}")
             self.say(f"export: best trial {kw['trial']}, parity check on validation rows")
         elif kind == "done":
+            self.close()
             s = kw["summary"]
             if self.enabled:
                 show_leaderboard(kw["leaderboard"], self.c)
@@ -72,6 +134,8 @@ class FitPrinter:
         elif kind == "chief_listening":
             self.say(f"chief: serving the search at {kw['address']}; start workers with --distributed worker --oracle {kw['address']}")
         elif kind == "worker_trial_end":
+            if "search" in self.tasks:
+                self.bar.advance(self.tasks["search"])
             self.say(f"chief: a worker finished trial {kw['trial']}")
         elif kind == "worker_done":
             self.say(f"[green]worker done[/]: {kw['summary']['trials']} trial(s); the chief exports the model")
@@ -80,6 +144,7 @@ class FitPrinter:
         elif kind == "cache":
             self.say(f"caching frozen {kw['encoder']} features of '{kw['input']}' ({kw['split']})")
         elif kind == "ablation":
+            self._task("phase", f"ablation on the {kw['split']} split")
             self.say(f"ablation: scoring the {kw['split']} split with each input removed")
 
 
@@ -133,9 +198,10 @@ def fit(
         from mmauto.errors import one_of
 
         raise MmautoError(f"--tuner: {one_of(tuner, ['random', 'bayesian', 'hyperband'], 'tuner')}")
-    summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
-                      tuner=tuner, epochs=epochs, mixed_precision=mixed_precision, distributed=distributed,
-                      oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout, on_event=FitPrinter(not json_out))
+    with FitPrinter(not json_out) as printer:
+        summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
+                          tuner=tuner, epochs=epochs, mixed_precision=mixed_precision, distributed=distributed,
+                          oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout, on_event=printer)
     if json_out:
         print_json(summary)
 

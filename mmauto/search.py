@@ -196,7 +196,7 @@ class MmautoTuner(kt.Tuner):
         ]
         if self.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
-        self.on_event("trial_start", trial=trial, hp=hp)
+        self.on_event("trial_start", trial=trial, hp=hp, epochs=epochs)
         history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial, callbacks=callbacks,
                             verbose=0, class_weight=self.data.get("class_weight"))
         losses = history.history.get("loss", [])

@@ -74,3 +74,47 @@ def test_demo_fits_and_shows_how_to_serve(tmp_path):
     first = body["instances"][0]
     assert set(first["photo"]) == {"b64"} and set(first["voice"]) == {"b64"} and isinstance(first["review"], str)
     assert (tmp_path / "d" / "run" / "report" / "index.html").exists()
+
+
+def _fit_events(run_dir):
+    """The events `api.fit` sends for one two-epoch trial, without fitting anything."""
+    from types import SimpleNamespace
+
+    trial = SimpleNamespace(trial_id="0", status="COMPLETED", score=0.9, message=None)
+    hp = SimpleNamespace(values={"fusion": "concat", "width": 32, "photo/encoder": "cnn"})
+    return [
+        ("start", dict(manifest=run_dir / "m.yaml", budget=60.0, max_trials=2, resumed=False, run_dir=run_dir)),
+        ("data", dict(summary={"splits": {"train": {"rows": 10}}, "dropped_rows": 0})),
+        ("search_start", dict(objective="val_accuracy", done=0, role=None)),
+        ("trial_start", dict(trial=trial, hp=hp, epochs=2)),
+        ("epoch", dict(trial=trial, epoch=0, epochs=2, logs={"loss": 0.7, "val_accuracy": 0.5})),
+        ("epoch", dict(trial=trial, epoch=1, epochs=2, logs={"loss": 0.5, "val_accuracy": 0.9})),
+        ("trial_end", dict(trial=trial, seconds=3.0)),
+        ("export_start", dict(trial="0")),
+    ]
+
+
+def test_fit_progress_is_live_on_a_terminal_and_lines_elsewhere(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from mmauto_cli.model_cmds import FitPrinter
+
+    shown = {}
+    for terminal in (True, False):
+        run_dir = tmp_path / f"run_{terminal}"
+        run_dir.mkdir()
+        out = io.StringIO()
+        with FitPrinter(True, out=Console(file=out, force_terminal=terminal, width=120, highlight=False)) as printer:
+            for kind, kw in _fit_events(run_dir):
+                printer(kind, **kw)
+            if terminal:
+                assert printer.bar is not None and set(printer.tasks) == {"phase"}  # the export bar
+        assert printer.bar is None  # closed on leaving, as when a fit fails
+        shown[terminal] = out.getvalue()
+        log = (run_dir / "fit.log").read_text()
+        assert "epoch 2/2 loss=0.5000 val_accuracy=0.9000" in log and "trial completed score=0.9000" in log
+    # On a terminal the epochs live in the trial's bar, not as lines; in a pipe each is a line.
+    assert "epoch 2/2" not in shown[True] and "epoch 2/2" in shown[False]
+    assert "trial completed score=0.9000" in shown[True] and "\x1b[" in shown[True]
