@@ -6,10 +6,20 @@ import json
 import sys
 
 
+# Width of tables written to a pipe or a file (CI logs, `> out.txt`): rich's default of 80
+# columns cut the leaderboard's cells to "fusi…" and "0.97…".
+PIPE_WIDTH = 160
+
+
 def console(stderr: bool = False):
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    c = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not c.is_terminal and not os.environ.get("COLUMNS"):
+        c.width = PIPE_WIDTH
+    return c
 
 
 def print_json(data) -> None:

@@ -115,6 +115,9 @@ def test_leaderboard_json(fitted):
     rows = json.loads(r.stdout)
     assert rows[0]["status"] == "completed" and rows[0]["fusion"] == "concat"
     assert {"trial", "fusion", "status", "score", "seconds"} <= set(rows[0])
+    # Piped into a file or a CI log the table keeps whole cells (rich's 80 columns cut them).
+    r = run_cli("leaderboard", run, env={"COLUMNS": ""})
+    assert r.returncode == 0 and "completed" in r.stdout and "concat" in r.stdout and "…" not in r.stdout
 
 
 def test_predict_on_folder_without_run(tmp_path):
