@@ -2,7 +2,7 @@
 
 A frozen encoder (a keras-hub backbone with `trainable: false`, the default for presets) is a
 fixed function of its input, so its outputs (pooled vector, tokens, padding mask) are computed once per
-split, stored in RUN_DIR/cache keyed by everything they depend on, and trials then train only
+split, stored in RUN_DIR/cache keyed by everything they depend on (read memory-mapped), and trials then train only
 the fusion and the head on them. The exported model still holds the whole graph: after the
 search the full model is rebuilt and receives the trained fusion/head weights by layer name.
 """
@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
 
 
-# Bumped when what a cache file holds changes (2: text token masks).
-FORMAT = 2
+# Bumped when what the cache holds changes (2: text token masks; 3: raw float32 files read
+# memory-mapped, so a split larger than memory trains without loading it whole).
+FORMAT = 3
+
+# A split's features up to this size are handed to tf.data whole (fastest); larger ones are
+# streamed from the memory-mapped files in chunks. Frozen ViT-B tokens at 224x224 are 0.6 MB a row.
+IN_MEMORY_BYTES = 1 << 30
+CHUNK_ROWS = 256
 
 
 def cache_key(prep, name: str, etype: str) -> str:
@@ -40,8 +49,32 @@ def mask_key(name: str) -> str:
     return f"{name}__cached_mask"
 
 
+def read_split(folder: Path) -> dict[str, np.ndarray]:
+    """One split's cached outputs ({pooled, tokens?, mask?}), memory-mapped read-only."""
+    meta = json.loads((folder / "meta.json").read_text())
+    return {k: np.memmap(folder / f"{k}.f32", dtype="float32", mode="r", shape=(meta["rows"], *shape))
+            for k, shape in meta["shapes"].items()}
+
+
+_HOST = socket.gethostname().replace("-", "_")
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Delete temporary folders of `folder` left by this machine's processes that no longer run
+    (a killed fit); workers on other machines sharing RUN_DIR keep theirs."""
+    for tmp in folder.parent.glob(f".{folder.name}.tmp-{_HOST}-*"):
+        pid = int(tmp.name.rsplit("-", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 class FeatureCache:
-    """Per-split arrays of frozen encoders' outputs under RUN_DIR/cache/<key>/<split>.npz."""
+    """Per-split outputs of frozen encoders under RUN_DIR/cache/<key>/<split>/: one raw float32
+    file per output (pooled, tokens, mask) and meta.json with the row count and shapes."""
 
     def __init__(self, root: Path, prep, decoded: dict, on_event=None):
         self.root = Path(root)
@@ -52,22 +85,29 @@ class FeatureCache:
         self.misses = 0
 
     def arrays(self, name: str, etype: str, split: str) -> dict[str, np.ndarray]:
-        folder = self.root / cache_key(self.prep, name, etype)
-        path = folder / f"{split}.npz"
-        if path.exists():
+        folder = self.root / cache_key(self.prep, name, etype) / split
+        if (folder / "meta.json").exists():
             self.hits += 1
-            with np.load(path) as z:
-                return {k: z[k] for k in z.files}
+            return read_split(folder)
         self.misses += 1
         self.on_event("cache", input=name, encoder=etype, split=split)
-        arrays = self._compute(name, etype, split)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{split}.tmp.npz"
-        np.savez(tmp, **arrays)
-        tmp.rename(path)  # atomic: a killed run never leaves half a cache file
-        return arrays
+        _remove_abandoned(folder)
+        # One temporary folder per process: distributed workers may compute the same split at once.
+        tmp = folder.with_name(f".{split}.tmp-{_HOST}-{os.getpid()}")
+        tmp.mkdir(parents=True)
+        try:
+            self._compute(name, etype, split, tmp)
+            tmp.rename(folder)  # atomic: a killed run never leaves half a split
+        except OSError:
+            if not (folder / "meta.json").exists():
+                raise
+        finally:  # another worker finished first, or the computation failed
+            shutil.rmtree(tmp, ignore_errors=True)
+        return read_split(folder)
 
-    def _compute(self, name: str, etype: str, split: str) -> dict[str, np.ndarray]:
+    def _compute(self, name: str, etype: str, split: str, out: Path) -> None:
+        """Runs the frozen encoder batch by batch, appending each output to its file, so the
+        outputs never sit in memory all at once."""
         import keras
         import keras_tuner as kt
 
@@ -76,28 +116,47 @@ class FeatureCache:
         inputs = {}
         for feat, (key, shape, dtype) in self.prep.encoder_inputs(name, etype).items():
             inputs[key] = feeds[feat] = keras.Input(shape, dtype=dtype, name=key)
-        out = enc.build(kt.HyperParameters(), feeds, name)
-        outputs = {"pooled": out.pooled}
-        if out.tokens is not None:
-            outputs["tokens"] = out.tokens
-            if out.mask is not None:
-                outputs["mask"] = out.mask
+        got = enc.build(kt.HyperParameters(), feeds, name)
+        outputs = {"pooled": got.pooled}
+        if got.tokens is not None:
+            outputs["tokens"] = got.tokens
+            if got.mask is not None:
+                outputs["mask"] = got.mask
         extractor = keras.Model(inputs, outputs)
         ds = self.prep.batches(self.decoded[split], 32, {name: etype}, keys=list(inputs))
-        got = extractor.predict(ds.map(lambda x, *rest: x), verbose=0)
-        return {k: np.asarray(v, dtype="float32") for k, v in got.items()}
+        files = {k: open(out / f"{k}.f32", "wb") for k in outputs}
+        rows, shapes = 0, {}
+        try:
+            for x in ds.map(lambda x, *rest: x):
+                for k, v in extractor.predict_on_batch(x).items():
+                    v = np.asarray(v, dtype="float32")
+                    shapes[k] = list(v.shape[1:])
+                    files[k].write(v.tobytes())
+                rows += len(v)
+        finally:
+            for f in files.values():
+                f.close()
+        if not rows:  # no batch ran: shapes come from the model
+            shapes = {k: [int(d) for d in t.shape[1:]] for k, t in outputs.items()}
+        (out / "meta.json").write_text(json.dumps({"rows": rows, "shapes": shapes}))
 
     def dataset(self, name: str, etype: str, split: str):
         """A tf.data of {pooled_key, tokens_key, mask_key} rows in the decoded dataset's order."""
         import tensorflow as tf
 
         a = self.arrays(name, etype, split)
-        feats = {pooled_key(name): a["pooled"]}
-        if "tokens" in a:
-            feats[tokens_key(name)] = a["tokens"]
-        if "mask" in a:
-            feats[mask_key(name)] = a["mask"]
-        return tf.data.Dataset.from_tensor_slices(feats)
+        keys = {"pooled": pooled_key(name), "tokens": tokens_key(name), "mask": mask_key(name)}
+        feats = {keys[k]: v for k, v in a.items()}
+        if sum(v.nbytes for v in feats.values()) <= IN_MEMORY_BYTES:
+            return tf.data.Dataset.from_tensor_slices({k: np.asarray(v) for k, v in feats.items()})
+        rows = len(a["pooled"])
+
+        def chunks():
+            for start in range(0, rows, CHUNK_ROWS):
+                yield {k: np.asarray(v[start:start + CHUNK_ROWS]) for k, v in feats.items()}
+
+        spec = {k: tf.TensorSpec((None, *v.shape[1:]), tf.float32) for k, v in feats.items()}
+        return tf.data.Dataset.from_generator(chunks, output_signature=spec).unbatch()
 
     def specs(self, name: str, etype: str) -> dict:
         a = self.arrays(name, etype, "train")

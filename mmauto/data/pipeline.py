@@ -24,6 +24,10 @@ from mmauto.manifest import Manifest
 from mmauto.modalities import MODALITIES
 
 DECODE_BATCH = 64
+# The training shuffle buffer holds up to SHUFFLE_ROWS rows and, for large rows (decoded
+# 224x224 images: 150 KB; cached backbone tokens: up to 0.6 MB), no more than SHUFFLE_BYTES.
+SHUFFLE_ROWS = 10000
+SHUFFLE_BYTES = 512 << 20
 
 
 def present_key(name: str) -> str:
@@ -172,7 +176,7 @@ class Preprocessing:
         graph = self.graph(encoders)
         ds = decoded
         if shuffle_seed is not None:
-            ds = ds.shuffle(min(size or 10000, 10000), seed=shuffle_seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(shuffle_buffer(ds.element_spec, size), seed=shuffle_seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
 
         def prep(*item):
@@ -182,6 +186,17 @@ class Preprocessing:
             return (feats, *item[1:]) if len(item) > 1 else feats
 
         return ds.map(plain(prep), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def shuffle_buffer(element_spec, size: Optional[int] = None) -> int:
+    """Rows in the shuffle buffer: the split (at most SHUFFLE_ROWS), fewer when rows are large."""
+    import tensorflow as tf
+
+    row = 0
+    for spec in tf.nest.flatten(element_spec):
+        if spec.dtype != tf.string and spec.shape.is_fully_defined():
+            row += spec.shape.num_elements() * spec.dtype.size
+    return max(1, min(size or SHUFFLE_ROWS, SHUFFLE_ROWS, SHUFFLE_BYTES // max(row, 1)))
 
 
 def plain(fn):
