@@ -74,9 +74,6 @@ class FitPrinter:
     def __exit__(self, *exc):
         self.close()
 
-    def _search_description(self) -> str:
-        return "search" + (f" (budget {self.budget:.0f}s)" if self.budget else "")
-
     def __call__(self, kind, **kw):
         if kind == "start":
             self.log = Path(kw["run_dir"]) / "fit.log"
@@ -93,7 +90,7 @@ class FitPrinter:
         elif kind == "search_start":
             self.trial_no = kw["done"]
             self._drop("phase")
-            self._task("search", self._search_description(), total=self.max_trials, completed=kw["done"])
+            self._task("search", "search" + (f" (budget {self.budget:.0f}s)" if self.budget else ""), total=self.max_trials, completed=kw["done"])
             self.say(f"search: objective {kw['objective']}" + (f", {kw['done']} trial(s) already done" if kw["done"] else ""))
         elif kind == "trial_start":
             self.trial_no += 1

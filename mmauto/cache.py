@@ -128,16 +128,14 @@ class FeatureCache:
         rows, shapes = 0, {}
         try:
             for x in ds.map(lambda x, *rest: x):
-                for k, v in extractor.predict_on_batch(x).items():
-                    v = np.asarray(v, dtype="float32")
-                    shapes[k] = list(v.shape[1:])
+                batch = {k: np.asarray(v, dtype="float32") for k, v in extractor.predict_on_batch(x).items()}
+                for k, v in batch.items():
                     files[k].write(v.tobytes())
-                rows += len(v)
+                shapes = {k: list(v.shape[1:]) for k, v in batch.items()}
+                rows += len(batch["pooled"])
         finally:
             for f in files.values():
                 f.close()
-        if not rows:  # no batch ran: shapes come from the model
-            shapes = {k: [int(d) for d in t.shape[1:]] for k, t in outputs.items()}
         (out / "meta.json").write_text(json.dumps({"rows": rows, "shapes": shapes}))
 
     def dataset(self, name: str, etype: str, split: str):
