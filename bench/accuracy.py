@@ -14,7 +14,6 @@ from pathlib import Path
 import datasets
 from common import Skipped, log
 
-
 # AV-digits: seconds per fit (the same for the multimodal model and each modality alone).
 BUDGETS = {
     False: {"av_budget": 180, "av_trials": 6, "clothing_rows": 6000, "clothing_budget": 210, "clothing_trials": 8},
@@ -24,11 +23,11 @@ BUDGETS = {
 
 
 def _progress(label: str):
-    def on_event(kind, **kw):
-        if kind == "trial_end":
-            t = kw["trial"]
+    def on_event(event):
+        if event.kind == "trial_end":
+            t = event.trial
             score = f"{t.score:.4f}" if t.score is not None else "-"
-            secs = kw.get("seconds")
+            secs = event.seconds
             log(f"  {label}: trial {t.trial_id} {str(t.status).lower()} score={score}" + (f" in {secs:.1f}s" if secs else ""))
     return on_event
 

@@ -224,7 +224,7 @@ class LoadMonitor:
             self.samples.append((now, own / (now - last_t), other / (now - last_t)))
             last_t, last = now, cur
 
-    def start(self) -> "LoadMonitor":
+    def start(self) -> LoadMonitor:
         self._thread.start()
         return self
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from common import SHARED_DATA, Skipped, write_manifest
 
 FSDD = SHARED_DATA / "fsdd"

@@ -134,11 +134,11 @@ def _pinned_setup(manifest_path: Path, overrides: dict):
     """Manifest, splits, fitted preprocessing, hypermodel and a default hp set (all pinned)."""
     import keras_tuner as kt
 
-    from mmauto import hardware
+    from mmauto.config.manifest import load_manifest
     from mmauto.data.checks import load_splits
     from mmauto.data.pipeline import Preprocessing
-    from mmauto.hypermodel import MultimodalHyperModel
-    from mmauto.manifest import load_manifest
+    from mmauto.model import hardware
+    from mmauto.model.hypermodel import MultimodalHyperModel
 
     m = load_manifest(manifest_path, overrides)
     splits = load_splits(m)
@@ -243,7 +243,7 @@ def _serving_case(tmp: Path, demo: Path, names: list[str], calls: int) -> tuple[
     import tensorflow as tf
     import yaml
 
-    from mmauto.export import build_module, call_signature
+    from mmauto.export.saved_model import build_module, call_signature
 
     raw_manifest = yaml.safe_load(demo.read_text())
     raw_manifest["inputs"] = {n: {**raw_manifest["inputs"][n], "encoder": DEMO_ENCODERS[n]} for n in names}
@@ -285,7 +285,8 @@ def _serving_case(tmp: Path, demo: Path, names: list[str], calls: int) -> tuple[
     t_prep = _time_calls(lambda: prep_fn(feed), calls, 50)
     t_inproc = _time_calls(lambda: mod.serve(feed), calls, 50)
     t_numpy = _time_calls(lambda: call_signature(sig, raw), max(calls // 4, 50), 10)
-    ms = lambda xs: round(1000 * median(xs), 4)
+    def ms(xs):
+        return round(1000 * median(xs), 4)
     value = median(t_sig) / median(t_bare)
     return value, {
         "inputs": names, "encoders": enc, "calls": calls, "rows_per_call": 1,

@@ -42,7 +42,7 @@ def demo(
     missing: float = typer.Option(0.0, "--missing", help="Fraction of rows with one input left empty."),
     redundant: bool = typer.Option(False, "--redundant", help="Every input alone tells the label (robustness demo)."),
     modalities: str = typer.Option("image,text,audio,tabular", "--modalities",
-                                   help="Comma-separated, any of: image, text, audio, tabular, video, timeseries, embedding."),
+                                   help="Comma-separated modalities, or 'all' for every registered one."),
     data_only: bool = typer.Option(False, "--data-only", help="Only write the data and manifest; do not fit."),
     time_budget: str = typer.Option("4m", "--time-budget", help="Budget of the demo fit."),
 ):

@@ -61,7 +61,6 @@ def main() -> None:
         if os.environ.get("MMAUTO_DEBUG") == "1":
             raise
         from rich.console import Console
-
         from rich.markup import escape
 
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}")

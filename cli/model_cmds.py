@@ -8,10 +8,12 @@ from typing import Optional
 
 import typer
 
+from mmauto.config.choices import Tuner
+from mmauto.events import Printer
 from mmauto_cli.output import console, print_json
 
 
-class FitPrinter:
+class FitPrinter(Printer):
     """Turns fit events into progress on stderr (nothing in --json mode) and lines in RUN_DIR/fit.log.
 
     On a terminal, live bars show the phase (data, preprocessing, export), the search (trials
@@ -35,10 +37,10 @@ class FitPrinter:
         if self.enabled and show:
             self.c.print(text)  # on a terminal rich prints it above the live bars
         if self.log is not None:
-            import re
+            from rich.text import Text
 
-            with open(self.log, "a") as f:
-                f.write(re.sub(r"\[/?[a-z ]+\]", "", text) + "\n")
+            with open(self.log, "a") as f:  # the log keeps the words, not rich's markup
+                f.write(Text.from_markup(text).plain + "\n")
 
     # === Live bars (terminals only) ===
 
@@ -74,75 +76,87 @@ class FitPrinter:
     def __exit__(self, *exc):
         self.close()
 
-    def __call__(self, kind, **kw):
-        if kind == "start":
-            self.log = Path(kw["run_dir"]) / "fit.log"
-            b = kw["budget"]
-            self.max_trials, self.budget = kw["max_trials"], b
-            self.say(f"[bold]mmauto fit[/] {kw['manifest'].name}: up to {kw['max_trials']} trial(s)"
-                     + (f", time budget {b:.0f}s" if b else ", no time budget") + (" [yellow](resuming)[/]" if kw["resumed"] else ""))
-            self._task("phase", "reading and checking data")
-        elif kind == "data":
-            s = kw["summary"]
-            self.say("data: " + ", ".join(f"{k} {v['rows']} rows" for k, v in s["splits"].items())
-                     + (f"; dropped {s['dropped_rows']} bad row(s)" if s["dropped_rows"] else ""))
-            self._task("phase", "fitting preprocessing")
-        elif kind == "search_start":
-            self.trial_no = kw["done"]
-            self._drop("phase")
-            self._task("search", "search" + (f" (budget {self.budget:.0f}s)" if self.budget else ""), total=self.max_trials, completed=kw["done"])
-            self.say(f"search: objective {kw['objective']}" + (f", {kw['done']} trial(s) already done" if kw["done"] else ""))
-        elif kind == "trial_start":
-            self.trial_no += 1
-            v = kw["hp"].values
-            tid = kw["trial"].trial_id
-            encs = ", ".join(f"{k.split('/')[0]}={x}" for k, x in v.items() if k.endswith("/encoder"))
-            self.say(f"[cyan]trial {tid}[/] ({self.trial_no}) fusion={v.get('fusion')} width={v.get('width')} {encs}")
-            self._task("trial", f"trial {tid}: epochs", total=kw.get("epochs"), completed=v.get("tuner/initial_epoch", 0))
-        elif kind == "epoch":
-            logs = kw["logs"]
-            shown = " ".join(f"{k}={x:.4f}" for k, x in logs.items() if k in ("loss", "val_loss", "val_accuracy", "val_auc", "val_rmse"))
-            self._task("trial", f"trial {kw['trial'].trial_id}: {shown}", total=kw["epochs"], completed=kw["epoch"] + 1)
-            # On a terminal the bar shows the epoch; the log keeps every one.
-            self.say(f"  epoch {kw['epoch'] + 1}/{kw['epochs']} {shown}", show=not self.live)
-        elif kind == "trial_end":
-            t = kw["trial"]
-            status = str(t.status).lower()
-            secs = kw.get("seconds")
-            score = f"score={t.score:.4f}" if t.score is not None else ""
-            self._drop("trial")
-            if "search" in self.tasks:
-                self.bar.advance(self.tasks["search"])
-            self.say(f"  trial {status} {score}" + (f" in {secs:.1f}s" if secs else "") + (f": {t.message.strip().splitlines()[-1]}" if status == "failed" and t.message else ""))
-        elif kind == "export_start":
-            self._drop("search", "trial")
-            self._task("phase", f"exporting trial {kw['trial']}")
-            self.say(f"export: best trial {kw['trial']}, parity check on validation rows")
-        elif kind == "done":
-            self.close()
-            s = kw["summary"]
-            if self.enabled:
-                show_leaderboard(kw["leaderboard"], self.c)
-            self.say(f"[green]done[/] in {s['seconds']:.0f}s" + (f" of a {s['time_budget']:.0f}s budget" if s["time_budget"] else "")
-                     + (f" ({s['stop_reason']})" if s["stop_reason"] else ""))
-            run = Path(s["run_dir"])
-            self.say(f"model: {run / 'model'}   card: {run / 'mmauto.json'}" + (f"   report: {s['report']}" if s.get("report") else ""))
-            self.say(f"metrics: {json.dumps({k: _headline(v) for k, v in s['metrics'].items()})}")
-        elif kind == "chief_listening":
-            self.say(f"chief: serving the search at {kw['address']}; start workers with --distributed worker --oracle {kw['address']}")
-        elif kind == "worker_trial_end":
-            if "search" in self.tasks:
-                self.bar.advance(self.tasks["search"])
-            self.say(f"chief: a worker finished trial {kw['trial']}")
-        elif kind == "worker_done":
-            self.say(f"[green]worker done[/]: {kw['summary']['trials']} trial(s); the chief exports the model")
-        elif kind == "warning":
-            self.say(f"[yellow]warning:[/] {kw['text']}")
-        elif kind == "cache":
-            self.say(f"caching frozen {kw['encoder']} features of '{kw['input']}' ({kw['split']})")
-        elif kind == "ablation":
-            self._task("phase", f"ablation on the {kw['split']} split")
-            self.say(f"ablation: scoring the {kw['split']} split with each input removed")
+    # === Events (mmauto.events), one method per kind ===
+
+    def on_start(self, e):
+        self.log = Path(e.run_dir) / "fit.log"
+        self.max_trials, self.budget = e.max_trials, e.budget
+        self.say(f"[bold]mmauto fit[/] {e.manifest.name}: up to {e.max_trials} trial(s)"
+                 + (f", time budget {e.budget:.0f}s" if e.budget else ", no time budget") + (" [yellow](resuming)[/]" if e.resumed else ""))
+        self._task("phase", "reading and checking data")
+
+    def on_data(self, e):
+        s = e.summary
+        self.say("data: " + ", ".join(f"{k} {v['rows']} rows" for k, v in s["splits"].items())
+                 + (f"; dropped {s['dropped_rows']} bad row(s)" if s["dropped_rows"] else ""))
+        self._task("phase", "fitting preprocessing")
+
+    def on_search_start(self, e):
+        self.trial_no = e.done
+        self._drop("phase")
+        self._task("search", "search" + (f" (budget {self.budget:.0f}s)" if self.budget else ""), total=self.max_trials, completed=e.done)
+        self.say(f"search: objective {e.objective}" + (f", {e.done} trial(s) already done" if e.done else ""))
+
+    def on_trial_start(self, e):
+        self.trial_no += 1
+        v = e.hp.values
+        tid = e.trial.trial_id
+        encs = ", ".join(f"{k.split('/')[0]}={x}" for k, x in v.items() if k.endswith("/encoder"))
+        self.say(f"[cyan]trial {tid}[/] ({self.trial_no}) fusion={v.get('fusion')} width={v.get('width')} {encs}")
+        self._task("trial", f"trial {tid}: epochs", total=e.epochs, completed=v.get("tuner/initial_epoch", 0))
+
+    def on_epoch(self, e):
+        shown = " ".join(f"{k}={x:.4f}" for k, x in e.logs.items() if k in ("loss", "val_loss", "val_accuracy", "val_auc", "val_rmse"))
+        self._task("trial", f"trial {e.trial.trial_id}: {shown}", total=e.epochs, completed=e.epoch + 1)
+        # On a terminal the bar shows the epoch; the log keeps every one.
+        self.say(f"  epoch {e.epoch + 1}/{e.epochs} {shown}", show=not self.live)
+
+    def on_trial_end(self, e):
+        t = e.trial
+        status = str(t.status).lower()
+        score = f"score={t.score:.4f}" if t.score is not None else ""
+        self._drop("trial")
+        if "search" in self.tasks:
+            self.bar.advance(self.tasks["search"])
+        self.say(f"  trial {status} {score}" + (f" in {e.seconds:.1f}s" if e.seconds else "")
+                 + (f": {t.message.strip().splitlines()[-1]}" if status == "failed" and t.message else ""))
+
+    def on_export_start(self, e):
+        self._drop("search", "trial")
+        self._task("phase", f"exporting trial {e.trial}")
+        self.say(f"export: best trial {e.trial}, parity check on validation rows")
+
+    def on_done(self, e):
+        self.close()
+        s = e.summary
+        if self.enabled:
+            show_leaderboard(e.leaderboard, self.c)
+        self.say(f"[green]done[/] in {s['seconds']:.0f}s" + (f" of a {s['time_budget']:.0f}s budget" if s["time_budget"] else "")
+                 + (f" ({s['stop_reason']})" if s["stop_reason"] else ""))
+        run = Path(s["run_dir"])
+        self.say(f"model: {run / 'model'}   card: {run / 'mmauto.json'}" + (f"   report: {s['report']}" if s.get("report") else ""))
+        self.say(f"metrics: {json.dumps({k: _headline(v) for k, v in s['metrics'].items()})}")
+
+    def on_chief_listening(self, e):
+        self.say(f"chief: serving the search at {e.address}; start workers with --distributed worker --oracle {e.address}")
+
+    def on_worker_trial_end(self, e):
+        if "search" in self.tasks:
+            self.bar.advance(self.tasks["search"])
+        self.say(f"chief: a worker finished trial {e.trial}")
+
+    def on_worker_done(self, e):
+        self.say(f"[green]worker done[/]: {e.summary['trials']} trial(s); the chief exports the model")
+
+    def on_warning(self, e):
+        self.say(f"[yellow]warning:[/] {e.text}")
+
+    def on_cache(self, e):
+        self.say(f"caching frozen {e.encoder} features of '{e.input}' ({e.split})")
+
+    def on_ablation(self, e):
+        self._task("phase", f"ablation on the {e.split} split")
+        self.say(f"ablation: scoring the {e.split} split with each input removed")
 
 
 def _headline(m: dict) -> dict:
@@ -152,16 +166,12 @@ def _headline(m: dict) -> dict:
 def show_leaderboard(rows, c):
     from rich.table import Table
 
-    t = Table("#", "trial", "fusion", "depth", "heads", "width", "lr", "batch", "score", "sec", "status", title="leaderboard")
-    for r in rows:
-        lr = r.get("learning_rate")
-        t.add_row(*[str(x) if x is not None else "" for x in (
-            r.get("rank"), r["trial"], r["fusion"], r.get("depth"), r.get("heads"), r.get("width"),
-            f"{lr:.1e}" if isinstance(lr, float) else lr, r.get("batch_size"),
-            f"{r['score']:.4f}" if r["score"] is not None else "", f"{r['seconds']:.0f}" if r.get("seconds") else "", r["status"])])
+    from mmauto.search.leaderboard import DISPLAY_HEADERS, display_rows
+
+    t = Table(*DISPLAY_HEADERS, title="leaderboard")
+    for cells in display_rows(rows):
+        t.add_row(*cells)
     c.print(t)
-    if rows and rows[0]["encoders"]:
-        c.print("best encoders: " + ", ".join(f"{k}={v}" for k, v in rows[0]["encoders"].items()))
 
 
 def fit(
@@ -170,7 +180,7 @@ def fit(
     max_trials: Optional[int] = typer.Option(None, "--max-trials", min=1, help="Trials to run (default: search.max_trials)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Hard budget for the whole run: 90s, 30m, 2h."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: train.seed)."),
-    tuner: Optional[str] = typer.Option(None, "--tuner", help="random | bayesian | hyperband."),
+    tuner: Optional[Tuner] = typer.Option(None, "--tuner", help="The search strategy (default: search.tuner)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs per trial."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute on GPUs."),
@@ -185,19 +195,15 @@ def fit(
     from mmauto.errors import MmautoError
 
     if time_budget is not None:
-        from mmauto.manifest import parse_duration
+        from mmauto.config.manifest import parse_duration
 
         try:
             parse_duration(time_budget)
         except ValueError as exc:
             raise MmautoError(f"--time-budget: {exc}") from None
-    if tuner is not None and tuner not in ("random", "bayesian", "hyperband"):
-        from mmauto.errors import one_of
-
-        raise MmautoError(f"--tuner: {one_of(tuner, ['random', 'bayesian', 'hyperband'], 'tuner')}")
     with FitPrinter(not json_out) as printer:
         summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
-                          tuner=tuner, epochs=epochs, mixed_precision=mixed_precision, distributed=distributed,
+                          tuner=None if tuner is None else tuner.value, epochs=epochs, mixed_precision=mixed_precision, distributed=distributed,
                           oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout, on_event=printer)
     if json_out:
         print_json(summary)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-
 # Width of tables written to a pipe or a file (CI logs, `> out.txt`): rich's default of 80
 # columns cut the leaderboard's cells to "fusi…" and "0.97…".
 PIPE_WIDTH = 160

@@ -10,7 +10,7 @@ import typer
 def report(run_dir: Path = typer.Argument(..., help="A run folder written by `mmauto fit`.")):
     """Regenerate RUN_DIR/report/index.html."""
     from mmauto.errors import RunError
-    from mmauto.report import write_report
+    from mmauto.report.html import write_report
 
     if not ((run_dir / "leaderboard.json").exists() and (run_dir / "metrics.json").exists()):
         raise RunError(f"{run_dir}: no finished fit here; run `mmauto fit MANIFEST --out {run_dir}` first")

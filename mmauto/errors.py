@@ -4,7 +4,7 @@ and exits 2. Anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class MmautoError(Exception):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-
 # === Layers ===
 
 
@@ -185,3 +184,19 @@ def mlp(x, width: int, depth: int, dropout: float, name: str):
         if dropout:
             x = layers.Dropout(dropout, name=f"{name}_drop{i}")(x)
     return x
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class Blend(layers.Layer):
+    """The weighted sum of several same-shaped outputs with fixed weights (an ensemble's
+    average of its members' probabilities or values)."""
+
+    def __init__(self, weights, **kwargs):
+        super().__init__(**kwargs)
+        self.blend_weights = [float(w) for w in weights]
+
+    def call(self, outputs):
+        return sum(ops.cast(w, o.dtype) * o for w, o in zip(self.blend_weights, outputs))
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.blend_weights}

@@ -1,15 +1,17 @@
-"""Named component registries.
+"""Named component registries: the only lists of modalities, encoders, fusions and heads.
 
-A component (modality, encoder, fusion) is one module that decorates its class with
-`@REGISTRY.register("name")`. Registries discover their package's modules lazily on first
-lookup, so adding a component is adding one file: nothing else lists it.
+A component is one module that decorates its class with `@REGISTRY.register("name")`.
+Registries discover their package's modules lazily on first lookup, so adding a component is
+adding one file: nothing else lists it. The registries live here, at the bottom of the import
+graph, so that the manifest can validate names without importing the components' packages.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from mmauto.errors import did_you_mean
 
@@ -30,7 +32,7 @@ class Registry(Generic[T]):
             if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._items[name] = obj
-            setattr(obj, "name", name)
+            obj.name = name
             return obj
 
         return deco
@@ -65,3 +67,9 @@ class Registry(Generic[T]):
     def items(self) -> Iterator[tuple[str, T]]:
         self._discover()
         return iter(sorted(self._items.items()))
+
+
+MODALITIES: Registry = Registry("modality", "mmauto.modalities")
+ENCODERS: Registry = Registry("encoder", "mmauto.encoders")
+FUSIONS: Registry = Registry("fusion", "mmauto.fusion")
+HEADS: Registry = Registry("head", "mmauto.heads")

@@ -15,7 +15,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """A demo data set written once per session; tests copy it before changing it."""
-    from mmauto.demo import write_demo
+    from mmauto.data.demo import write_demo
 
     out = tmp_path_factory.mktemp("demo")
     write_demo(out, rows=120, seed=0)
@@ -26,7 +26,7 @@ def demo_dir(tmp_path_factory) -> Path:
 def demo_extra_dir(tmp_path_factory) -> Path:
     """A small demo data set of the modalities beyond the default four (videos, series,
     embeddings in a JSONL table), for tests that cover every registered component."""
-    from mmauto.demo import ALL_MODALITIES, DEFAULT_MODALITIES, write_demo
+    from mmauto.data.demo import ALL_MODALITIES, DEFAULT_MODALITIES, write_demo
 
     out = tmp_path_factory.mktemp("demo_extra")
     write_demo(out, rows=40, seed=0, modalities=[m for m in ALL_MODALITIES if m not in DEFAULT_MODALITIES])

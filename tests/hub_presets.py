@@ -1,7 +1,6 @@
 """Tiny keras-hub presets built in code and saved the way users get them: a local preset
 folder, or a KAGGLEHUB_CACHE entry that a preset *name* resolves to offline."""
 
-import os
 import pathlib
 import shutil
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from mmauto import cache as cache_mod
+from mmauto.search import feature_cache as cache_mod
 
 
 def _write_split(folder, arrays):

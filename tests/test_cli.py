@@ -42,7 +42,7 @@ def test_user_error_is_one_line_exit_2(tmp_path):
     (tmp_path / "m.yaml").write_text("task: classification\ndata: {train: x.csv}\ntarget: y\ninputs: {a: {modality: imgae}}\n")
     r = run_cli("validate", tmp_path / "m.yaml")
     assert r.returncode == 2
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, r.stderr
     assert "m.yaml: inputs.a.modality: unknown modality 'imgae'; did you mean 'image'?" in lines[0]
     assert "Traceback" not in r.stderr
@@ -80,17 +80,19 @@ def _fit_events(run_dir):
     """The events `api.fit` sends for one two-epoch trial, without fitting anything."""
     from types import SimpleNamespace
 
+    from mmauto import events
+
     trial = SimpleNamespace(trial_id="0", status="COMPLETED", score=0.9, message=None)
     hp = SimpleNamespace(values={"fusion": "concat", "width": 32, "photo/encoder": "cnn"})
     return [
-        ("start", dict(manifest=run_dir / "m.yaml", budget=60.0, max_trials=2, resumed=False, run_dir=run_dir)),
-        ("data", dict(summary={"splits": {"train": {"rows": 10}}, "dropped_rows": 0})),
-        ("search_start", dict(objective="val_accuracy", done=0, role=None)),
-        ("trial_start", dict(trial=trial, hp=hp, epochs=2)),
-        ("epoch", dict(trial=trial, epoch=0, epochs=2, logs={"loss": 0.7, "val_accuracy": 0.5})),
-        ("epoch", dict(trial=trial, epoch=1, epochs=2, logs={"loss": 0.5, "val_accuracy": 0.9})),
-        ("trial_end", dict(trial=trial, seconds=3.0)),
-        ("export_start", dict(trial="0")),
+        events.Start(manifest=SimpleNamespace(name="m"), budget=60.0, max_trials=2, resumed=False, run_dir=run_dir),
+        events.DataChecked(summary={"splits": {"train": {"rows": 10}}, "dropped_rows": 0}),
+        events.SearchStart(objective="val_accuracy", done=0, role=None),
+        events.TrialStart(trial=trial, hp=hp, epochs=2),
+        events.EpochEnd(trial=trial, epoch=0, epochs=2, logs={"loss": 0.7, "val_accuracy": 0.5}),
+        events.EpochEnd(trial=trial, epoch=1, epochs=2, logs={"loss": 0.5, "val_accuracy": 0.9}),
+        events.TrialEnd(trial=trial, seconds=3.0),
+        events.ExportStart(trial="0"),
     ]
 
 
@@ -107,14 +109,16 @@ def test_fit_progress_is_live_on_a_terminal_and_lines_elsewhere(tmp_path):
         run_dir.mkdir()
         out = io.StringIO()
         with FitPrinter(True, out=Console(file=out, force_terminal=terminal, width=120, highlight=False)) as printer:
-            for kind, kw in _fit_events(run_dir):
-                printer(kind, **kw)
+            for event in _fit_events(run_dir):
+                printer(event)
             if terminal:
                 assert printer.bar is not None and set(printer.tasks) == {"phase"}  # the export bar
         assert printer.bar is None  # closed on leaving, as when a fit fails
         shown[terminal] = out.getvalue()
         log = (run_dir / "fit.log").read_text()
         assert "epoch 2/2 loss=0.5000 val_accuracy=0.9000" in log and "trial completed score=0.9000" in log
+        # The log keeps the words without rich's markup ("mmauto fit[/] m" was written before).
+        assert "mmauto fit m: up to 2 trial(s)" in log and "trial 0 (1)" in log and "[/]" not in log
     # On a terminal the epochs live in the trial's bar, not as lines; in a pipe each is a line.
     assert "epoch 2/2" not in shown[True] and "epoch 2/2" in shown[False]
     assert "trial completed score=0.9000" in shown[True] and "\x1b[" in shown[True]

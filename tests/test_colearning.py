@@ -7,14 +7,13 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import run_cli
 from test_e2e import serve
 
 
 @pytest.fixture(scope="module")
 def robust_run(tmp_path_factory):
-    from mmauto.demo import write_demo
+    from mmauto.data.demo import write_demo
 
     root = tmp_path_factory.mktemp("robust")
     m = write_demo(root / "data", rows=200, seed=1, redundant=True)

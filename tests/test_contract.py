@@ -1,5 +1,5 @@
-"""One contract test over every registered encoder and fusion: a new component is picked up
-by its registry and checked here with no test of its own needed."""
+"""One contract test over every registered modality, encoder and fusion: a new component is
+picked up by its registry and checked here with no test of its own needed."""
 
 from pathlib import Path
 
@@ -8,21 +8,23 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 import yaml
+from hub_presets import tiny_bert, tiny_vit
 
+from mmauto.config.manifest import SpaceSpec, load_manifest
 from mmauto.data.checks import load_splits
+from mmauto.data.keys import present_key
 from mmauto.data.pipeline import Preprocessing
 from mmauto.encoders import ENCODERS, Encoded
 from mmauto.fusion import FUSIONS
-from mmauto.manifest import SpaceSpec, load_manifest
-
-from hub_presets import tiny_bert, tiny_vit
+from mmauto.modalities.base import cell_is_missing
+from mmauto.registry import MODALITIES
 
 
 def _fit_with_every_encoder(demo: Path, tmp: Path, presets: dict) -> Preprocessing:
     """A demo manifest with every registered encoder as a candidate of its modality."""
     data = yaml.safe_load((demo / "manifest.yaml").read_text())
     data["data"]["train"] = str(demo / data["data"]["train"])
-    for name, body in data["inputs"].items():
+    for _name, body in data["inputs"].items():
         types = [n for n, cls in ENCODERS.items() if body["modality"] in cls.modalities]
         body["encoder"] = {"type": types}
         if "keras_hub" in types:
@@ -113,12 +115,9 @@ def test_fusion_contract(fname, n):
         encoded[f"in{i}"] = Encoded(pooled, tokens)
     fusion = FUSIONS.get(fname)(SpaceSpec())
     out = fusion.build(kt.HyperParameters(), encoded, width, 0.1)
-    outs = list(out.values()) if fusion.late else [out]
-    model = keras.Model(inputs, outs)
+    model = keras.Model(inputs, out)
     got = model([np.random.rand(4, *t.shape[1:]).astype("float32") for t in inputs])
-    got = got if isinstance(got, list) else [got]
-    for g in got:
-        assert g.shape[0] == 4 and len(g.shape) == 2
+    assert got.shape[0] == 4 and len(got.shape) == 2, "a fusion returns one fused vector per row"
 
 
 @pytest.mark.parametrize("fname", [n for n, c in FUSIONS.items() if c.tokens])
@@ -131,7 +130,7 @@ def test_fusions_ignore_padded_tokens(fname):
     encoded = {f"in{i}": Encoded(pooled[i], tokens[i], masks[i]) for i in range(2)}
     fusion = FUSIONS.get(fname)(SpaceSpec())
     out = fusion.build(kt.HyperParameters(), encoded, width, 0.0)
-    model = keras.Model([*pooled, *tokens, *masks], list(out.values()) if fusion.late else out)
+    model = keras.Model([*pooled, *tokens, *masks], out)
     rng = np.random.default_rng(0)
     p = [rng.random((4, width), dtype="float32") for _ in range(2)]
     t = [rng.random((4, steps, width), dtype="float32") for _ in range(2)]
@@ -154,3 +153,34 @@ def test_cross_attention_combinations():
 
     assert combos(["V", "T"]) == [("V", "T")]
     assert combos(["V", "T", "A"]) == [("V", "T"), ("V", "A"), ("T", "A"), ("V", "T", "A")]
+
+
+def test_the_demo_generates_every_registered_modality():
+    """The demo (and so this contract test) has data for each modality the registry lists."""
+    from mmauto.data.demo import ALL_MODALITIES
+    from mmauto.registry import MODALITIES
+
+    assert sorted(ALL_MODALITIES) == MODALITIES.names()
+
+
+@pytest.mark.parametrize("modality", MODALITIES.names())
+def test_modality_contract(preps, modality):
+    """Serving inputs are scoped by the input's name and each has a missing value; decoded rows
+    match the declared feature spec; a row sent with the missing values decodes as absent."""
+    from mmauto.evaluation.predict import blank
+
+    prep, name = input_of(preps, modality)
+    mod, opts = prep.modality(name), prep.manifest.inputs[name].options
+    serving = mod.serving_spec(name, opts)
+    assert serving and all(k == name or k.startswith(f"{name}_") or k in mod.columns(opts) for k in serving)
+    assert set(mod.missing_values(name, opts)) == set(serving)
+    assert set(mod.example(name, opts)) <= set(serving)
+    splits = load_splits(prep.manifest)
+    sp = splits["train"]
+    rows = sp.frame[[not any(cell_is_missing(v) for v in r) for r in sp.frame[mod.columns(opts)].values]].iloc[:2]
+    spec = {k: v for k, v in prep.decoded_spec().items() if k.startswith(f"{name}__")}
+    for frame, present in ((rows, 1.0), (blank(prep, rows, [name]), 0.0)):
+        for row in prep.decoded_dataset(frame, sp.root, with_targets=False).take(2):
+            for key, (shape, _) in spec.items():
+                assert tuple(row[key].shape) == tuple(shape), key
+            assert float(row[present_key(name)]) == present

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from mmauto.config.manifest import load_manifest
 from mmauto.data.checks import load_splits
 from mmauto.errors import DataError
-from mmauto.manifest import load_manifest
 
 
 def edit(demo, fn=None, manifest=None):

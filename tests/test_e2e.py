@@ -9,7 +9,6 @@ import textwrap
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import run_cli
 
 

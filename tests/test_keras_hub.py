@@ -9,7 +9,6 @@ import textwrap
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import run_cli
 from hub_presets import install_in_kagglehub_cache, tiny_bert, tiny_vit
 
@@ -48,7 +47,7 @@ def test_frozen_backbones_train_on_cached_features(hub_run):
     assert summary["encoders"] == {"photo": "keras_hub", "review": "keras_hub", "meta": "mlp"} or summary["encoders"]["photo"] == "keras_hub"
     assert summary["feature_cache"]["misses"] >= 2  # computed once per split and input
     assert len(list((run / "cache").rglob("meta.json"))) >= 4  # (photo, review) x (train, validation)
-    from mmauto.cache import read_split
+    from mmauto.search.feature_cache import read_split
 
     z = read_split(next((run / "cache").glob("review-*/train")))
     assert set(z) == {"pooled", "tokens", "mask"} and len(z["pooled"]) == len(z["tokens"]) == len(z["mask"]) > 0
@@ -98,7 +97,6 @@ def test_hub_model_serves_with_tf_and_tf_text_only(hub_run, demo_dir, tmp_path):
 
 
 def test_preset_name_through_kagglehub_cache(presets, tmp_path):
-    from mmauto.encoders.keras_hub import load
 
     handle = "kaggle://mmauto/tinyvit/keras/tiny_vit/1"
     cache = install_in_kagglehub_cache(presets["vit"], handle, tmp_path / "kh")
@@ -116,7 +114,7 @@ def test_offline_preset_name_is_one_line(demo_dir, presets, tmp_path):
     m.write_text(yaml.safe_dump(data, sort_keys=False))
     r = run_cli("fit", m, "--out", tmp_path / "run", env={"KAGGLEHUB_CACHE": str(tmp_path / "empty")}, timeout=120)
     assert r.returncode == 2, r.stderr[-2000:]
-    errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "inputs.photo.encoder.preset: 'resnet_18_imagenet' must be downloaded" in errors[0], r.stderr
     assert "Traceback" not in r.stderr and "trial 0" not in r.stderr  # fails before any trial starts
 

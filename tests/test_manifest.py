@@ -1,12 +1,11 @@
 """Broken manifests: each exits with one ManifestError naming the key and what is valid."""
 
-import textwrap
 
 import pytest
 import yaml
 
+from mmauto.config.manifest import load_manifest, parse_duration
 from mmauto.errors import ManifestError
-from mmauto.manifest import load_manifest, parse_duration
 from mmauto.modalities import MODALITIES
 
 GOOD = {

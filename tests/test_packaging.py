@@ -1,7 +1,10 @@
 """Every sub-package ships: pyproject lists packages explicitly (cli/ and recipes/ are mapped)."""
 
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the package itself supports 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 

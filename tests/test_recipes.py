@@ -5,10 +5,10 @@ import json
 
 import pytest
 import yaml
-
 from conftest import run_cli
+
 from mmauto import recipes
-from mmauto.manifest import load_manifest
+from mmauto.config.manifest import load_manifest
 
 REQUIRED = {"quick", "thorough", "image_text_classification", "audio_visual_classification",
             "tabular_text_regression", "vision_text_audio_cross_attention", "missing_modality_robust",
@@ -63,7 +63,7 @@ def _same(actual, expected):
 @pytest.fixture(scope="module")
 def demo_all_dir(tmp_path_factory):
     """The demo with every modality (made only when a recipe's inputs need more than the four)."""
-    from mmauto.demo import ALL_MODALITIES, write_demo
+    from mmauto.data.demo import ALL_MODALITIES, write_demo
 
     out = tmp_path_factory.mktemp("demo_all")
     write_demo(out, rows=40, seed=0, modalities=ALL_MODALITIES)
@@ -86,7 +86,7 @@ def test_init_then_point_at_demo_data(name, tmp_path, demo_dir, request):
     assert task in ("classification", "regression"), f"{name}: the manifest or its recipe must give a task"
     regression = task == "regression"
     data = {k: v for k, v in written["data"].items() if k not in ("validation", "test", "root")}
-    from mmauto.demo import DEFAULT_MODALITIES
+    from mmauto.data.demo import DEFAULT_MODALITIES
 
     if {b["modality"] for b in written["inputs"].values()} <= set(DEFAULT_MODALITIES):
         data["train"] = str(demo_dir / "train.csv")
@@ -126,7 +126,13 @@ def test_recipe_specifics(tmp_path):
     assert recipes.load("tabular_text_regression")["task"] == "regression"
     thorough = recipes.text("thorough")
     assert "KAGGLEHUB_CACHE" in thorough and "preset" in thorough
-    assert len(recipes.load("thorough")["search"]["space"]["fusion"]) == 8
+    # thorough leaves fusion unset: every registered fusion is searched, new ones included
+    from mmauto.config.manifest import SpaceSpec
+    from mmauto.model.hypermodel import fusion_choices
+    from mmauto.registry import FUSIONS
+
+    space = recipes.load("thorough")["search"]["space"]
+    assert "fusion" not in space and fusion_choices(SpaceSpec(**space), 3) == FUSIONS.names()
 
 
 @pytest.mark.parametrize("name", ["quick", "thorough", "missing_modality_robust"])

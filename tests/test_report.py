@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,7 +54,7 @@ def test_report_command_regenerates(run):
 
 def test_report_without_optional_files(run, tmp_path):
     """A run missing history, predictions and ablation, with a failed trial, still gets a page."""
-    from mmauto.report import write_report
+    from mmauto.report.html import write_report
 
     part = tmp_path / "part"
     part.mkdir()

@@ -9,9 +9,7 @@ import textwrap
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
-
 from conftest import run_cli
 
 
@@ -61,7 +59,7 @@ def test_multilabel(demo_dir, tmp_path):
     card = json.loads((run / "mmauto.json").read_text())
     assert card["head"] == "multilabel" and card["labels"] == ["cheap", "north", "pricey"]
     assert summary["objective"] == "val_loss" and "macro_f1" in summary["metrics"]["test"]
-    r = run_cli("predict", run, d / "train.csv", "--out", tmp_path / "p.csv")
+    run_cli("predict", run, d / "train.csv", "--out", tmp_path / "p.csv")
     p = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     for label, row in zip(p["prediction"], p[["prob_cheap", "prob_north", "prob_pricey"]].values):
         assert set(filter(None, label.split("|"))) == {c for c, x in zip(["cheap", "north", "pricey"], row) if x >= 0.5}
@@ -74,7 +72,7 @@ def test_regression_mixed_precision(demo_dir, tmp_path):
     (d / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
     run, summary = fit(d, tmp_path, "--mixed-precision")
     assert summary["objective"] == "val_rmse"
-    r = run_cli("predict", run, d / "train.csv", "--out", tmp_path / "p.csv")
+    run_cli("predict", run, d / "train.csv", "--out", tmp_path / "p.csv")
     p = pd.read_csv(tmp_path / "p.csv")
     # Standardised in training, inverted in the export: predictions are prices again.
     assert list(p.columns) == ["id", "prediction"] and 5 < p["prediction"].mean() < 120

@@ -16,9 +16,9 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from mmauto.config.manifest import Manifest
 from mmauto.data.tables import read_table, split_indices
 from mmauto.errors import DataError, did_you_mean
-from mmauto.manifest import Manifest
 from mmauto.modalities import MODALITIES
 from mmauto.modalities.base import cell_is_missing
 

@@ -17,10 +17,11 @@ from typing import Optional
 
 import numpy as np
 
+from mmauto.config.manifest import Manifest
 from mmauto.data.checks import Splits, target_values
+from mmauto.data.keys import feature_key, present_key, split_feature_key
 from mmauto.encoders import ENCODERS
 from mmauto.heads import Head, head_for
-from mmauto.manifest import Manifest
 from mmauto.modalities import MODALITIES
 
 DECODE_BATCH = 64
@@ -30,26 +31,19 @@ SHUFFLE_ROWS = 10000
 SHUFFLE_BYTES = 512 << 20
 
 
-def present_key(name: str) -> str:
-    return f"{name}__present"
-
-
-def feature_key(name: str, feat: str, prep: Optional[str] = None) -> str:
-    return f"{name}__{prep}__{feat}" if prep else f"{name}__{feat}"
-
-
 class Preprocessing:
     """Fitted preprocessing of one manifest (JSON-serialisable `state`)."""
 
     def __init__(self, manifest: Manifest, state: dict):
         self.manifest = manifest
         self.state = state
-        self.head: Head = head_for(manifest.task, state["target"].get("classes"), manifest.train.threshold)
+        tstate = state["target"]
+        self.head: Head = head_for(manifest.task, manifest.target.column, tstate.get("classes"), tstate, manifest.train.threshold)
 
     # === Fitting ===
 
     @classmethod
-    def fit(cls, manifest: Manifest, splits: Splits) -> "Preprocessing":
+    def fit(cls, manifest: Manifest, splits: Splits) -> Preprocessing:
         train = splits["train"]
         state = {"inputs": {}, "target": {}}
         for name, spec in manifest.inputs.items():
@@ -77,7 +71,7 @@ class Preprocessing:
         Path(path).write_text(json.dumps(self.state))
 
     @classmethod
-    def from_json(cls, manifest: Manifest, path: Path) -> "Preprocessing":
+    def from_json(cls, manifest: Manifest, path: Path) -> Preprocessing:
         return cls(manifest, json.loads(Path(path).read_text()))
 
     # === Encoders and features ===
@@ -129,7 +123,7 @@ class Preprocessing:
             out.update(self.modality(name).serving_spec(name, spec.options))
         return out
 
-    def graph(self, encoders: Optional[dict[str, str]] = None) -> "FeatureGraph":
+    def graph(self, encoders: Optional[dict[str, str]] = None) -> FeatureGraph:
         """The graph functions for the given encoder choice (default: every candidate)."""
         return FeatureGraph(self, encoders)
 
@@ -154,7 +148,7 @@ class Preprocessing:
 
             row, reason, detail = problems[0]
             raise DataError(f"row {row + 1}: {reason}: {detail}")
-        return self.head.encode(values, self.state["target"])
+        return self.head.encode(values)
 
     def decoded_dataset(self, frame, root: Path, with_targets: bool = True, cache: Optional[str] = None):
         """Unbatched (features, target) or features: decoded once, cached."""
@@ -215,11 +209,19 @@ def candidates(spec) -> list[str]:
     return list(dict.fromkeys(t if isinstance(t, list) else [t]))
 
 
-class FeatureGraph:
-    """Decoders and encoder preprocessors for one encoder choice; holds the TF resources
-    (lookup tables, tokenizers) that export tracks."""
+def encoder_list(choice) -> list[str]:
+    """An input's encoder choice as a list: one model's (a name) or an ensemble's (a list)."""
+    if choice is None:
+        return []
+    return [choice] if isinstance(choice, str) else list(dict.fromkeys(choice))
 
-    def __init__(self, prep: Preprocessing, encoders: Optional[dict[str, str]]):
+
+class FeatureGraph:
+    """Decoders and encoder preprocessors for one encoder choice (per input, a name, or a list
+    for an ensemble whose members chose differently); holds the TF resources (lookup tables,
+    tokenizers) that export tracks."""
+
+    def __init__(self, prep: Preprocessing, encoders: Optional[dict]):
         self.p = prep
         m = prep.manifest
         self.decoders = {}
@@ -227,7 +229,7 @@ class FeatureGraph:
         for name, spec in m.inputs.items():
             mstate = prep.state["inputs"][name]["modality"]
             self.decoders[name] = prep.modality(name).make_decoder(name, spec.options, mstate)
-            chosen = prep.candidates(name) if encoders is None else ([encoders[name]] if name in encoders else [])
+            chosen = prep.candidates(name) if encoders is None else encoder_list(encoders.get(name))
             for etype in chosen:
                 enc = prep.encoder(name, etype)
                 key = enc.prep_key()
@@ -260,7 +262,7 @@ class FeatureGraph:
     def prep(self, decoded: dict) -> dict:
         out = dict(decoded)
         for (name, key), fn in self.preps.items():
-            feats = {f.split("__", 1)[1]: v for f, v in decoded.items() if f.startswith(f"{name}__")}
+            feats = {split_feature_key(f)[1]: v for f, v in decoded.items() if split_feature_key(f)[0] == name}
             out.update({feature_key(name, f, key): v for f, v in fn(feats).items()})
         return out
 

@@ -13,9 +13,7 @@ import abc
 import dataclasses
 from typing import Any, ClassVar, Optional
 
-from mmauto.registry import Registry
-
-ENCODERS: Registry = Registry("encoder", "mmauto.encoders")
+from mmauto.registry import ENCODERS as ENCODERS  # the components register here
 
 
 @dataclasses.dataclass

@@ -51,7 +51,7 @@ def _set_trainable(backbone, trainable):
         backbone.trainable = True
     else:
         backbone.trainable = True
-        weighted = [l for l in backbone.layers if l.weights]
+        weighted = [layer for layer in backbone.layers if layer.weights]
         for layer in weighted[: max(0, len(weighted) - int(trainable))]:
             layer.trainable = False
 

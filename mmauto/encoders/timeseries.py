@@ -9,26 +9,13 @@ positions and a few self-attention blocks; mean-pooled.
 
 import math
 
-import keras
-from keras import layers, ops
+from keras import layers
 
 from mmauto.encoders.base import ENCODERS, Encoded, Encoder, setting
 from mmauto.hp import pick
-from mmauto.layers import PositionEmbedding, transformer_block
+from mmauto.layers import MaskedMean, PositionEmbedding, transformer_block
 
 MAX_TOKENS = 64  # the transformer groups longer series into patches of steps
-
-
-@keras.saving.register_keras_serializable("mmauto")
-class MaskedMean(layers.Layer):
-    """Mean of (B, T, D) over the steps where mask (B, T) is 1 (all steps when none is)."""
-
-    def call(self, x, mask):
-        m = ops.expand_dims(ops.cast(mask, x.dtype), -1)
-        total = ops.sum(m, axis=1)
-        mean_all = ops.mean(x, axis=1)
-        masked = ops.sum(x * m, axis=1) / ops.maximum(total, 1.0)
-        return ops.where(total > 0, masked, mean_all)
 
 
 def _with_mask(inputs, scope):

@@ -13,9 +13,7 @@ from typing import ClassVar
 from keras import layers
 
 from mmauto.hp import pick
-from mmauto.registry import Registry
-
-FUSIONS: Registry = Registry("fusion", "mmauto.fusion")
+from mmauto.registry import FUSIONS as FUSIONS  # the components register here
 
 
 class Fusion(abc.ABC):
@@ -25,7 +23,6 @@ class Fusion(abc.ABC):
     min_inputs: ClassVar[int] = 1
     attention: ClassVar[bool] = False  # searches `heads`
     tokens: ClassVar[bool] = False  # reads token sequences (else pooled vectors only)
-    late: ClassVar[bool] = False  # one head per input; the hypermodel combines the logits
 
     def __init__(self, space):
         self.space = space  # the manifest's search.space (pinned values or choices)

@@ -15,8 +15,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from mmauto.config.schema import Strict
 from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, resolve_path
-from mmauto.schema import Strict
 
 
 class AudioOptions(Strict):

@@ -15,10 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mmauto.registry import Registry
-from mmauto.schema import Strict
-
-MODALITIES: Registry = Registry("modality", "mmauto.modalities")
+from mmauto.config.schema import Strict
+from mmauto.registry import MODALITIES as MODALITIES  # the components register here
 
 
 @dataclasses.dataclass

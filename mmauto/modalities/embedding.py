@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from mmauto.config.schema import Strict
 from mmauto.modalities.base import MODALITIES, Modality, RowProblems, cell_is_missing
-from mmauto.schema import Strict
 
 
 class EmbeddingOptions(Strict):

@@ -8,8 +8,8 @@ from typing import Literal
 import numpy as np
 from pydantic import field_validator
 
+from mmauto.config.schema import Strict
 from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, resolve_path
-from mmauto.schema import Strict
 
 # What tf.io.decode_image reads, in-graph, in TF Serving as well.
 _FORMATS = {"JPEG", "PNG", "BMP", "GIF", "MPO"}

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from mmauto.config.schema import Strict
 from mmauto.modalities.base import MODALITIES, Modality, RowProblems, cell_is_missing
-from mmauto.schema import Strict
 
 
 class TabularOptions(Strict):

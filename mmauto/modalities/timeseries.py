@@ -22,8 +22,8 @@ from typing import Optional
 import numpy as np
 from pydantic import Field
 
+from mmauto.config.schema import Strict
 from mmauto.modalities.base import MODALITIES, Modality, RowProblems, cell_is_missing
-from mmauto.schema import Strict
 
 
 class TimeseriesOptions(Strict):

@@ -32,8 +32,8 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from mmauto.config.schema import Strict
 from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, resolve_path
-from mmauto.schema import Strict
 
 FRAME_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

@@ -11,13 +11,14 @@ import copy
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
+from mmauto.config.choices import Tuner
+from mmauto.config.schema import Strict, validate_model
 from mmauto.errors import ManifestError, one_of
-from mmauto.schema import Strict, validate_model
 
 TASKS = ("classification", "multilabel", "regression")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json")
@@ -126,7 +127,7 @@ class SpaceSpec(Strict):
 
 
 class SearchSpec(Strict):
-    tuner: Literal["random", "bayesian", "hyperband"] = "bayesian"
+    tuner: Literal[tuple(t.value for t in Tuner)] = "bayesian"  # type: ignore[valid-type]
     max_trials: int = Field(10, ge=1, le=100000)
     time_budget: Union[str, int, float, None] = None
     objective: Optional[str] = None
@@ -158,6 +159,12 @@ class TrainSpec(Strict):
     mixed_precision: bool = False
     feature_cache: bool = True  # frozen encoders' outputs computed once, reused by every trial
     threshold: float = Field(0.5, gt=0, lt=1)
+    # Greedy ensemble selection over the trials: true (up to ENSEMBLE_STEPS picks), a number of
+    # picks, or false for the best single trial.
+    ensemble: Union[bool, Annotated[int, Field(ge=1, le=1000)]] = True
+
+
+ENSEMBLE_STEPS = 25
 
 
 class ExportSpec(Strict):
@@ -329,7 +336,7 @@ def manifest_from_dict(raw: dict, path) -> Manifest:
 
 def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True) -> Manifest:
     where = str(path)
-    from mmauto.modalities import MODALITIES
+    from mmauto.registry import MODALITIES
 
     target = spec.target if isinstance(spec.target, TargetSpec) else TargetSpec(column=spec.target)
     if spec.task != "multilabel" and isinstance(spec.target, TargetSpec) and "separator" in (raw.get("target") or {}):
@@ -365,7 +372,7 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
 
     space = spec.search.space
     if space.fusion is not None:
-        from mmauto.fusion import FUSIONS
+        from mmauto.registry import FUSIONS
 
         for f in space.fusion if isinstance(space.fusion, list) else [space.fusion]:
             if f not in FUSIONS:
@@ -392,7 +399,7 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
 
 
 def _check_encoder(where, key, modality, encoder: EncoderSpec):
-    from mmauto.encoders import ENCODERS
+    from mmauto.registry import ENCODERS
 
     valid = [n for n, cls in ENCODERS.items() if modality in cls.modalities]
     if encoder.preset and encoder.type is None:

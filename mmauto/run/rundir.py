@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mmauto.config.manifest import Manifest, manifest_from_dict
 from mmauto.errors import RunError, SearchError
-from mmauto.manifest import Manifest, manifest_from_dict
 
 # Changing these on resume is fine: they bound the search, they do not change its space.
 _FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("name",)}

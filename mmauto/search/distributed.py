@@ -13,6 +13,7 @@ import time
 from concurrent import futures
 from typing import Optional
 
+from mmauto import events
 from mmauto.errors import MmautoError, SearchError
 
 
@@ -35,10 +36,12 @@ def serve_oracle(oracle, worker_timeout: float, deadline: Optional[float], on_ev
     """Serve the oracle until every worker is done. Returns a warning when workers went
     silent but some trials finished; raises SearchError when none did."""
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
 
-    emit = on_event or (lambda *a, **k: None)
+    from mmauto.search.kt_private import chief_servicer
+
+    OracleServicer, exit_chief, add_servicer = chief_servicer()
+
+    emit = on_event or events.ignore
 
     class Watched(OracleServicer):
         """Records when a worker last spoke (every call), so silence can be detected."""
@@ -56,7 +59,7 @@ def serve_oracle(oracle, worker_timeout: float, deadline: Optional[float], on_ev
                 self._seen()
                 out = base(self, request, context)
                 if name == "EndTrial":
-                    emit("worker_trial_end", trial=request.trial.trial_id)
+                    emit(events.WorkerTrialEnd(trial=request.trial.trial_id))
                 return out
 
             return call
@@ -66,11 +69,11 @@ def serve_oracle(oracle, worker_timeout: float, deadline: Optional[float], on_ev
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     servicer = Watched(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    add_servicer(servicer, server)
     if server.add_insecure_port(address) == 0:
         raise SearchError(f"--oracle: cannot listen on {address} (in use?)")
     server.start()
-    emit("chief_listening", address=address)
+    emit(events.ChiefListening(address=address))
     warning = None
     try:
         while True:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmauto import events
+from mmauto.data.keys import mask_key, pooled_key, tokens_key
 
 # Bumped when what the cache holds changes (2: text token masks; 3: raw float32 files read
 # memory-mapped, so a split larger than memory trains without loading it whole).
@@ -35,18 +37,6 @@ def cache_key(prep, name: str, etype: str) -> str:
     blob = json.dumps({"format": FORMAT, "input": spec.to_dict(), "encoder": etype, "prep": enc.prep_state,
                        "modality": prep.state["inputs"][name]["modality"]}, sort_keys=True, default=str)
     return f"{name}-{etype}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
-
-
-def pooled_key(name: str) -> str:
-    return f"{name}__cached_pooled"
-
-
-def tokens_key(name: str) -> str:
-    return f"{name}__cached_tokens"
-
-
-def mask_key(name: str) -> str:
-    return f"{name}__cached_mask"
 
 
 def read_split(folder: Path) -> dict[str, np.ndarray]:
@@ -80,7 +70,7 @@ class FeatureCache:
         self.root = Path(root)
         self.prep = prep
         self.decoded = decoded  # split -> decoded (cached) tf.data of (features, target)
-        self.on_event = on_event or (lambda *a, **k: None)
+        self.on_event = on_event or events.ignore
         self.hits = 0
         self.misses = 0
 
@@ -90,7 +80,7 @@ class FeatureCache:
             self.hits += 1
             return read_split(folder)
         self.misses += 1
-        self.on_event("cache", input=name, encoder=etype, split=split)
+        self.on_event(events.CacheFill(input=name, encoder=etype, split=split))
         _remove_abandoned(folder)
         # One temporary folder per process: distributed workers may compute the same split at once.
         tmp = folder.with_name(f".{split}.tmp-{_HOST}-{os.getpid()}")
@@ -164,7 +154,7 @@ class FeatureCache:
 
 def transfer_weights(source, target) -> int:
     """Copy weights from the cached-feature model into the full model, layer by layer, by name."""
-    by_name = {l.name: l for l in target.layers}
+    by_name = {layer.name: layer for layer in target.layers}
     copied = 0
     for layer in source.layers:
         if layer.weights and layer.name in by_name:

@@ -3,13 +3,13 @@ Serving give the same answers from the same raw inputs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from mmauto import metrics
 from mmauto.data.checks import load_table_checked, target_values
 from mmauto.data.pipeline import Preprocessing
 from mmauto.errors import DataError
@@ -20,7 +20,7 @@ BATCH = 64
 def predict_frame(signature, prep: Preprocessing, frame: pd.DataFrame, root: Path,
                   progress: Optional[Callable[[int], None]] = None) -> dict:
     """Raw serving values of the rows, fed in batches; returns concatenated numpy outputs."""
-    from mmauto.export import call_signature
+    from mmauto.export.saved_model import call_signature
 
     outs: dict[str, list] = {}
     for start in range(0, len(frame), BATCH):
@@ -43,35 +43,21 @@ def read_checked(prep: Preprocessing, path: Path, with_target: bool):
 
 
 def score(prep: Preprocessing, frame: pd.DataFrame, outputs: dict) -> dict:
-    m, head = prep.manifest, prep.head
-    values, problems = target_values(m, frame)
+    values, problems = target_values(prep.manifest, frame)
     if problems:
         row, reason, detail = problems[0]
         raise DataError(f"row {row + 1}: {reason}: {detail}")
-    if head.kind == "regression":
-        return metrics.regression(values, outputs["value"])
-    if head.kind == "multilabel":
-        return metrics.multilabel(values, outputs["probabilities"], head.classes, head.threshold)
-    unknown = sorted({v for v in values if v not in head.classes})
-    if unknown:
-        raise DataError(f"target '{m.target.column}' holds label(s) the model never saw: {', '.join(unknown[:5])}")
-    return metrics.classification(values, outputs["probabilities"], head.classes)
+    problem = prep.head.check_values(values)
+    if problem:
+        raise DataError(problem)
+    return prep.head.score(values, outputs)
 
 
 def prediction_frame(prep: Preprocessing, frame: pd.DataFrame, outputs: dict, key_columns: list[str]) -> pd.DataFrame:
     out = pd.DataFrame({c: frame[c].values for c in key_columns}) if key_columns else pd.DataFrame({"row": np.arange(1, len(frame) + 1)})
-    head = prep.head
-    if head.kind == "regression":
-        out["prediction"] = outputs["value"]
-        return out
-    out["prediction"] = [x.decode() if isinstance(x, bytes) else str(x) for x in outputs["label"]]
-    for i, c in enumerate(head.classes):
-        out[f"prob_{c}"] = outputs["probabilities"][:, i]
+    for col, values in prep.head.columns(outputs).items():
+        out[col] = values
     return out
-
-
-def main_metric(prep: Preprocessing) -> str:
-    return {"regression": "rmse", "multilabel": "macro_f1"}.get(prep.head.kind, "accuracy")
 
 
 def blank(prep: Preprocessing, frame: pd.DataFrame, names) -> pd.DataFrame:
@@ -103,9 +89,9 @@ def ablation_passes(prep: Preprocessing) -> int:
 def ablation(prep: Preprocessing, signature, frame: pd.DataFrame, root: Path, full: dict, progress=None) -> dict:
     """The main metric with each input removed (and each pair, with three or more inputs);
     an input's contribution is the drop its removal causes (for rmse, the rise)."""
-    main = main_metric(prep)
+    main = prep.head.main_metric
     base = full[main]
-    lower_is_better = main == "rmse"
+    lower_is_better = main in prep.head.lower_is_better
     rows = []
     for g in ablation_groups(prep):
         got = score(prep, frame, predict_frame(signature, prep, blank(prep, frame, g), root, progress))[main]

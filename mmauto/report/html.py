@@ -230,16 +230,10 @@ def _search(board, out: Path, objective: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a point
     plot = _embed(fig, out / "trials.png", f"Objective ({objective}) of each trial, coloured by fusion; failed trials are x marks at the bottom.")
-    rows, classes = [], []
-    for r in board:
-        msg = (r.get("message") or "").strip().splitlines()
-        lr = r.get("learning_rate")
-        rows.append([r.get("rank"), str(r["trial"]), r.get("status"), r.get("score"), r.get("fusion") or "", r.get("depth"), r.get("heads"),
-                     r.get("width"), f"{lr:.1e}" if isinstance(lr, float) else lr, r.get("batch_size"),
-                     ", ".join(f"{k}={v}" for k, v in (r.get("encoders") or {}).items()),
-                     f"{r['seconds']:.1f}" if isinstance(r.get("seconds"), (int, float)) else "", msg[-1][:140] if msg else ""])
-        classes.append("best" if r.get("rank") == 1 else "failed" if r.get("status") == "failed" else "")
-    table = _table(["rank", "trial", "status", "score", "fusion", "depth", "heads", "width", "lr", "batch", "encoders", "sec", "note"], rows, classes)
+    from mmauto.search.leaderboard import DISPLAY_HEADERS, display_rows
+
+    classes = ["best" if r.get("rank") == 1 else "failed" if r.get("status") == "failed" else "" for r in board]
+    table = _table(DISPLAY_HEADERS, display_rows(board), classes)
     return plot + "<h3>Leaderboard</h3>" + table
 
 

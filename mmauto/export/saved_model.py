@@ -14,30 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mmauto.data.keys import feature_key, present_key
 from mmauto.data.pipeline import Preprocessing
 from mmauto.errors import ExportError
 
 PARITY_ROWS = 32
 PARITY_TOL = 1e-4
-
-
-def _outputs(head, state, y):
-    import tensorflow as tf
-
-    if head.kind == "regression":
-        return {"value": y[:, 0] * state["std"] + state["mean"]}
-    classes = tf.constant(head.classes)
-    if head.kind == "binary":
-        p = y[:, 0]
-        probs = tf.stack([1.0 - p, p], axis=1)
-        return {"probabilities": probs, "label": tf.gather(classes, tf.cast(p >= 0.5, tf.int32))}
-    if head.kind == "multiclass":
-        return {"probabilities": y, "label": tf.gather(classes, tf.argmax(y, axis=1))}
-    on = y >= head.threshold
-    names = tf.where(on, tf.broadcast_to(classes, tf.shape(y)), "")
-    joined = tf.strings.reduce_join(names, axis=1, separator="|")
-    joined = tf.strings.regex_replace(tf.strings.regex_replace(joined, r"\|+", "|"), r"^\||\|$", "")
-    return {"probabilities": y, "label": joined}
 
 
 def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
@@ -52,11 +34,11 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
     mod = Serving()
     mod.model = model
     mod.resources = graph.resources()
-    head, tstate = prep.head, prep.state["target"]
+    head = prep.head
 
     def run(feats):
         y = model({k: feats[k] for k in keys}, training=False)
-        return _outputs(head, tstate, tf.cast(y, tf.float32))
+        return head.serve(tf.cast(y, tf.float32))
 
     # autograph=False: as in tf.data (see pipeline.plain), the graph code needs no conversion.
     @tf.function(input_signature=[spec], autograph=False)
@@ -76,8 +58,8 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
             feats = graph.decode({k: v for k, v in raw.items()}, skip=set(audio))
             for n in audio:
                 f, present = graph.decoders[n].from_waveforms(raw[n])
-                feats.update({f"{n}__{k}": v for k, v in f.items()})
-                feats[f"{n}__present"] = present
+                feats.update({feature_key(n, k): v for k, v in f.items()})
+                feats[present_key(n)] = present
             return run(graph.prep(feats))
 
         mod.serve_waveform = serve_waveform
@@ -85,7 +67,7 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
     return mod, signatures
 
 
-def export(model, prep: Preprocessing, encoders: dict, keys: list[str], out_dir: Path, parity_raw: dict, parity_expected) -> dict:
+def export_saved_model(model, prep: Preprocessing, encoders: dict, keys: list[str], out_dir: Path, parity_raw: dict, parity_expected) -> dict:
     """Write the SavedModel atomically; returns the parity report. Raises ExportError."""
     import tensorflow as tf
 
@@ -97,7 +79,7 @@ def export(model, prep: Preprocessing, encoders: dict, keys: list[str], out_dir:
         tf.saved_model.save(mod, str(tmp / "model"), signatures=signatures)
         loaded = tf.saved_model.load(str(tmp / "model"))
         got = call_signature(loaded.signatures["serving_default"], parity_raw)
-        key = "value" if prep.head.kind == "regression" else "probabilities"
+        key = prep.head.key(prep.head.parity_output)
         diff = float(np.max(np.abs(got[key] - parity_expected))) if len(parity_expected) else 0.0
         if not diff <= PARITY_TOL:
             raise ExportError(f"parity check failed: the SavedModel differs from the trained model by {diff:.2e} (> {PARITY_TOL}) on {len(parity_expected)} validation rows")

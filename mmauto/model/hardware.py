@@ -22,6 +22,14 @@ def strategy():
     return None
 
 
+def build_in_scope(hypermodel, hp, dist):
+    """`hypermodel.build(hp)` inside the search's distribution strategy, as keras-tuner builds trials."""
+    import contextlib
+
+    with dist.scope() if dist is not None else contextlib.nullcontext():
+        return hypermodel.build(hp)
+
+
 def configure(mixed_precision: bool, seed: int) -> None:
     import keras
 

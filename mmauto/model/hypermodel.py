@@ -8,24 +8,25 @@ manifest leaves unset is searched; a set value is pinned (`mmauto.hp.pick`).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import Optional
 
 import keras
 import keras_tuner as kt
 from keras import layers
 
-from mmauto.cache import mask_key, pooled_key, tokens_key
-from mmauto.data.pipeline import Preprocessing, present_key
+from mmauto.data.keys import mask_key, pooled_key, present_key, tokens_key
+from mmauto.data.pipeline import Preprocessing
+from mmauto.encoders import Encoded
 from mmauto.fusion import FUSIONS
 from mmauto.hp import pick
 from mmauto.layers import FillMask, MissingGate, WeightedSum
-from mmauto.encoders import Encoded
-from mmauto.objectives import align, reconstruct
-
-DEFAULT_FUSIONS = ("concat", "sum", "max", "gated", "cross_attention", "transformer", "late")
+from mmauto.model.objectives import align, reconstruct
 
 
 def fusion_choices(space, n_inputs: int) -> list[str]:
-    chosen = space.fusion if space.fusion is not None else list(DEFAULT_FUSIONS)
+    """The fusions searched: the manifest's, or every registered one (the registry is the list)."""
+    chosen = space.fusion if space.fusion is not None else FUSIONS.names()
     chosen = chosen if isinstance(chosen, list) else [chosen]
     ok = [f for f in chosen if FUSIONS.get(f).min_inputs <= n_inputs]
     return ok or ["concat"]
@@ -34,13 +35,18 @@ def fusion_choices(space, n_inputs: int) -> list[str]:
 class MultimodalHyperModel(kt.HyperModel):
     """Builds one model per hyperparameter set; see the module docstring."""
 
-    def __init__(self, prep: Preprocessing, **kwargs):
+    def __init__(self, prep: Preprocessing, feature_specs: Optional[Callable[[str, str], dict]] = None, **kwargs):
+        """`feature_specs(input, encoder)` gives the shapes of a frozen encoder's cached outputs
+        ({"pooled", "tokens", "mask"}); with it, `build(hp)` feeds those inputs from the feature
+        cache instead of running their encoders. None: every model is the whole graph."""
         super().__init__(name="mmauto", **kwargs)
         self.prep = prep
         self.manifest = prep.manifest
-        # Inputs whose frozen encoder outputs come from the feature cache in the next build:
-        # name -> {"pooled": shape, "tokens": shape or None}. Empty: the full graph.
-        self.cached: dict[str, dict] = {}
+        self.feature_specs = feature_specs
+
+    def whole_graph(self) -> MultimodalHyperModel:
+        """The same space with every encoder in the graph (for the export)."""
+        return MultimodalHyperModel(self.prep)
 
     # === Choices ===
 
@@ -60,14 +66,21 @@ class MultimodalHyperModel(kt.HyperModel):
         """Inputs whose chosen encoder trains no weight in this hp set (cacheable)."""
         return {n: e for n, e in self.encoders(hp).items() if self.prep.encoder(n, e).is_frozen(hp)}
 
+    def cached(self, hp) -> dict[str, dict]:
+        """Inputs whose encoder outputs come from the feature cache in this hp set: name -> spec."""
+        if self.feature_specs is None:
+            return {}
+        return {n: self.feature_specs(n, e) for n, e in self.frozen(hp).items()}
+
     def input_keys(self, hp) -> list[str]:
         keys = []
+        cached = self.cached(hp)
         for name, etype in self.encoders(hp).items():
-            if name in self.cached:
+            if name in cached:
                 keys.append(pooled_key(name))
-                if self.cached[name]["tokens"] is not None:
+                if cached[name]["tokens"] is not None:
                     keys.append(tokens_key(name))
-                if self.cached[name].get("mask") is not None:
+                if cached[name].get("mask") is not None:
                     keys.append(mask_key(name))
             else:
                 keys += [k for k, _, _ in self.prep.encoder_inputs(name, etype).values()]
@@ -76,8 +89,8 @@ class MultimodalHyperModel(kt.HyperModel):
 
     # === Build ===
 
-    def _cached_inputs(self, name, inputs) -> Encoded:
-        spec = self.cached[name]
+    @staticmethod
+    def _cached_inputs(name, spec, inputs) -> Encoded:
         pooled = inputs[pooled_key(name)] = keras.Input(tuple(spec["pooled"]), name=pooled_key(name))
         tokens = mask = None
         if spec["tokens"] is not None:
@@ -94,58 +107,62 @@ class MultimodalHyperModel(kt.HyperModel):
         dropout = pick(hp, "dropout", space.dropout, [0.0, 0.1, 0.3], default=0.1)
         mdrop_setting = train.modality_dropout if train.modality_dropout is not None else space.modality_dropout
         mdrop = pick(hp, "modality_dropout", mdrop_setting if len(names) > 1 else 0.0, [0.0, 0.1, 0.3], default=0.0)
-
         choices = fusion_choices(space, len(names))
         fname = pick(hp, "fusion", choices if len(choices) > 1 else choices[0], choices)
         fusion = FUSIONS.get(fname)(space)
 
-        inputs, pooled_by, tokens_by, masks_by, keeps = {}, {}, {}, {}, {}
-        for name, etype in self.encoders(hp).items():
-            cands = self.prep.candidates(name)
-            scope = hp.conditional_scope(f"{name}/encoder", [etype]) if len(cands) > 1 else contextlib.nullcontext()
-            with scope:
-                if name in self.cached:
-                    out = self._cached_inputs(name, inputs)
-                else:
-                    enc = self.prep.encoder(name, etype)
-                    feeds = {}
-                    for feat, (key, shape, dtype) in self.prep.encoder_inputs(name, etype).items():
-                        inputs[key] = feeds[feat] = keras.Input(shape, dtype=dtype, name=key)
-                    out = enc.build(hp, feeds, name)
-            present = inputs[present_key(name)] = keras.Input((), dtype="float32", name=present_key(name))
-            pooled = layers.LayerNormalization(name=f"{name}_norm")(layers.Dense(width, name=f"{name}_to_width")(out.pooled))
-            tokens = mask = None
-            if fusion.tokens and out.tokens is not None:
-                tokens = layers.Dense(width, name=f"{name}_tokens_to_width")(out.tokens)
-            gate = MissingGate(mdrop, seed=train.seed, name=f"{name}_missing")
-            if tokens is None:
-                pooled, keeps[name] = gate(pooled, present)
-            else:
-                pooled, keeps[name], tokens = gate(pooled, present, tokens)
-                if out.mask is not None:
-                    mask = FillMask(name=f"{name}_mask_missing")(out.mask, keeps[name])
-            pooled_by[name], tokens_by[name], masks_by[name] = pooled, tokens, mask
-
-        pooled_by = align(hp, m, pooled_by, keeps)
-        encoded = {n: Encoded(pooled_by[n], tokens_by[n], masks_by[n]) for n in names}
-
+        inputs: dict = {}
+        encoded, keeps = self._encode(hp, inputs, width, mdrop, fusion.tokens)
+        pooled_by = align(hp, m, {n: e.pooled for n, e in encoded.items()}, keeps)
+        encoded = {n: Encoded(pooled_by[n], e.tokens, e.mask) for n, e in encoded.items()}
         with hp.conditional_scope("fusion", [fname]) if len(choices) > 1 else contextlib.nullcontext():
             fused = fusion.build(hp, encoded, width, dropout)
-        units = self.prep.head.units
-        if fusion.late:
-            per = [layers.Dense(units, name=f"head_{n}")(v) for n, v in fused.items()]
-            logits = per[0] if len(per) == 1 else WeightedSum(name="late_logits")(per)
-        else:
-            fused = reconstruct(hp, m, fused, pooled_by)
-            logits = layers.Dense(units, name="head_logits")(fused)
-            hybrid_setting = space.hybrid if len(names) > 1 else False
-            if pick(hp, "hybrid", hybrid_setting, [False, True], default=False):
-                per = [layers.Dense(units, name=f"hybrid_{n}")(v) for n, v in pooled_by.items()]
-                logits = WeightedSum(name="hybrid_logits")([logits, *per])
-        outputs = self.prep.head.activate(logits)
+        fused = reconstruct(hp, m, fused, pooled_by)
+        outputs = self.prep.head.output(self._logits(hp, fused, pooled_by))
         model = keras.Model(inputs, outputs, name=f"mmauto_{m.name}"[:60].replace("-", "_").replace(" ", "_"))
 
         lr_setting = train.learning_rate if train.learning_rate is not None else space.learning_rate
         lr = pick(hp, "learning_rate", lr_setting if lr_setting is not None else {"min": 3e-4, "max": 1e-2}, [])
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=self.prep.head.loss(), metrics=self.prep.head.metrics())
         return model
+
+    def _encode(self, hp, inputs: dict, width: int, mdrop: float, with_tokens: bool):
+        """Each input encoded (or read from the cache), projected to `width`, layer-normalised and
+        gated for missing values; fills `inputs`. Returns ({name: Encoded}, {name: keep})."""
+        cached = self.cached(hp)
+        encoded, keeps = {}, {}
+        for name, etype in self.encoders(hp).items():
+            cands = self.prep.candidates(name)
+            scope = hp.conditional_scope(f"{name}/encoder", [etype]) if len(cands) > 1 else contextlib.nullcontext()
+            with scope:
+                if name in cached:
+                    out = self._cached_inputs(name, cached[name], inputs)
+                else:
+                    feeds = {}
+                    for feat, (key, shape, dtype) in self.prep.encoder_inputs(name, etype).items():
+                        inputs[key] = feeds[feat] = keras.Input(shape, dtype=dtype, name=key)
+                    out = self.prep.encoder(name, etype).build(hp, feeds, name)
+            present = inputs[present_key(name)] = keras.Input((), dtype="float32", name=present_key(name))
+            pooled = layers.LayerNormalization(name=f"{name}_norm")(layers.Dense(width, name=f"{name}_to_width")(out.pooled))
+            tokens = mask = None
+            if with_tokens and out.tokens is not None:
+                tokens = layers.Dense(width, name=f"{name}_tokens_to_width")(out.tokens)
+            gate = MissingGate(mdrop, seed=self.manifest.train.seed, name=f"{name}_missing")
+            if tokens is None:
+                pooled, keeps[name] = gate(pooled, present)
+            else:
+                pooled, keeps[name], tokens = gate(pooled, present, tokens)
+                if out.mask is not None:
+                    mask = FillMask(name=f"{name}_mask_missing")(out.mask, keeps[name])
+            encoded[name] = Encoded(pooled, tokens, mask)
+        return encoded, keeps
+
+    def _logits(self, hp, fused, pooled_by: dict):
+        """The head's logits from the fused vector; `hybrid` adds one decision per input."""
+        units = self.prep.head.units
+        logits = layers.Dense(units, name="head_logits")(fused)
+        hybrid_setting = self.manifest.search.space.hybrid if len(pooled_by) > 1 else False
+        if pick(hp, "hybrid", hybrid_setting, [False, True], default=False):
+            per = [layers.Dense(units, name=f"hybrid_{n}")(v) for n, v in pooled_by.items()]
+            logits = WeightedSum(name="hybrid_logits")([logits, *per])
+        return logits

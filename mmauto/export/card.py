@@ -15,6 +15,13 @@ def _version(pkg: str):
         return None
 
 
+def needs_tensorflow_text(m, encoders: dict) -> bool:
+    """Whether the SavedModel holds keras-hub tokenizer ops (serving imports tensorflow_text)."""
+    from mmauto.data.pipeline import encoder_list
+
+    return any("keras_hub" in encoder_list(e) and m.inputs[n].modality == "text" for n, e in encoders.items())
+
+
 def serving_inputs(prep) -> list[dict]:
     out = []
     for name, spec in prep.manifest.inputs.items():
@@ -30,17 +37,13 @@ def serving_inputs(prep) -> list[dict]:
 def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, summary: dict) -> dict:
     m = prep.manifest
     head = prep.head
-    needs_text_ops = any(e == "keras_hub" and m.inputs[n].modality == "text" for n, e in encoders.items())
-    outputs = ({"value": {"dtype": "float32", "shape": [None]}} if head.kind == "regression" else
-               {"probabilities": {"dtype": "float32", "shape": [None, len(head.classes)]},
-                "label": {"dtype": "string", "shape": [None], **({"separator": "|"} if head.kind == "multilabel" else {})}})
+    needs_text_ops = needs_tensorflow_text(m, encoders)
+    outputs = head.output_specs()
     card = {
         "format": "mmauto-model-card/1",
         "model": "model",
         "task": m.task,
-        "head": head.kind,
-        "labels": head.classes,
-        "threshold": head.threshold if head.kind == "multilabel" else None,
+        **head.card(),
         "signatures": {
             "serving_default": {"inputs": serving_inputs(prep), "outputs": outputs},
             **({"serving_waveform": {"inputs": "as serving_default, but each audio input is float32 [N, S] at its sample_rate; a row whose first sample is NaN is missing"}}

@@ -1,0 +1,1 @@
+"""The artifact: the raw-input SavedModel, its model card and serving examples."""

@@ -1,0 +1,128 @@
+"""The head contract: everything about one task lives in its head class.
+
+A head owns the model's last layer and activation, the loss and training metrics, the default
+search objective, how targets are encoded for training, what the SavedModel serves, how served
+outputs become prediction columns, and the evaluation metrics. Nothing else switches on the
+task: adding a task is one new file here with `@HEADS.register(name)`.
+
+A head serves one target. Its served outputs are named `probabilities`, `label`, `value`...;
+`prefix` (the target's name plus "_") scopes them when a model carries several heads.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar, Optional
+
+import numpy as np
+
+from mmauto.registry import HEADS
+
+
+class Head(abc.ABC):
+    """Base class; subclasses register with `@HEADS.register(name)`."""
+
+    name: ClassVar[str]
+    activation: ClassVar[str]
+    default_objective: ClassVar[str]
+    # The evaluation metric that summarises a model (the ablation's, the report's).
+    main_metric: ClassVar[str]
+    # Metric names (training or evaluation) where lower is better.
+    lower_is_better: ClassVar[tuple[str, ...]] = ()
+    # The served output the export's parity check compares.
+    parity_output: ClassVar[str] = "probabilities"
+
+    def __init__(self, target: str, classes: Optional[list[str]] = None, state: Optional[dict] = None,
+                 threshold: float = 0.5, prefix: str = ""):
+        self.target = target
+        self.classes = classes
+        self.state = state or {}
+        self.threshold = threshold
+        self.prefix = prefix
+
+    @classmethod
+    @abc.abstractmethod
+    def accepts(cls, task: str, classes: Optional[list[str]]) -> bool:
+        """Whether this head serves the manifest's `task` with these classes."""
+
+    # === Model ===
+
+    @property
+    @abc.abstractmethod
+    def units(self) -> int: ...
+
+    def output(self, logits, name: str = "output"):
+        """The model's output tensor from the head's logits (float32 under mixed precision)."""
+        from keras import layers
+
+        return layers.Activation(self.activation, dtype="float32", name=name)(logits)
+
+    @abc.abstractmethod
+    def loss(self): ...
+
+    @abc.abstractmethod
+    def metrics(self) -> list: ...
+
+    def class_weight(self, y: np.ndarray) -> Optional[dict]:
+        """`train.class_weight: balanced`: weights per class index, or None where it means nothing."""
+        return None
+
+    # === Targets ===
+
+    @abc.abstractmethod
+    def encode(self, values) -> np.ndarray:
+        """Parsed target values (labels, label lists or numbers) -> training arrays."""
+
+    # === Serving ===
+
+    @abc.abstractmethod
+    def serve(self, y) -> dict:
+        """The served outputs (TF tensors) from the model's float32 output `y`."""
+
+    @abc.abstractmethod
+    def expected(self, y: np.ndarray) -> np.ndarray:
+        """What `serve(y)[parity_output]` must equal, computed in numpy from the model's output."""
+
+    @abc.abstractmethod
+    def output_specs(self) -> dict:
+        """The model card's description of the served outputs."""
+
+    def card(self) -> dict:
+        return {"head": self.name, "labels": self.classes, "threshold": None}
+
+    def key(self, output: str) -> str:
+        return f"{self.prefix}{output}"
+
+    # === Predictions and evaluation ===
+
+    @abc.abstractmethod
+    def columns(self, outputs: dict) -> dict:
+        """Prediction-table columns from the served outputs (numpy)."""
+
+    @abc.abstractmethod
+    def score(self, values, outputs: dict) -> dict:
+        """Evaluation metrics from true target values and served outputs."""
+
+    def check_values(self, values) -> Optional[str]:
+        """A problem with true values this model cannot score (labels it never saw), or None."""
+        return None
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether main-metric value `a` is better than `b`."""
+        return a < b if self.main_metric in self.lower_is_better else a > b
+
+
+def head_for(task: str, target: str, classes: Optional[list[str]] = None, state: Optional[dict] = None,
+             threshold: float = 0.5, prefix: str = "") -> Head:
+    """The registered head that accepts the task and classes."""
+    for _, cls in HEADS.items():
+        if cls.accepts(task, classes):
+            return cls(target, classes, state, threshold, prefix)
+    raise KeyError(f"no head accepts task {task!r} ({', '.join(HEADS.names())})")
+
+
+def objective_direction(name: str) -> str:
+    """'min' or 'max' for a search objective or metric name (`val_` prefix allowed)."""
+    base = name[4:] if name.startswith("val_") else name
+    lower = {"loss"} | {m for _, cls in HEADS.items() for m in cls.lower_is_better}
+    return "min" if base in lower else "max"

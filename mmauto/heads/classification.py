@@ -1,0 +1,110 @@
+"""Single-label classification with three or more classes: softmax over the classes."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from mmauto.heads.base import HEADS, Head
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> Optional[float]:
+    """Binary ROC-AUC, or None where only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y).astype(bool)
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
+
+
+@HEADS.register("multiclass")
+class MulticlassHead(Head):
+    """Softmax over `classes`; serves `probabilities` (N, C) and the arg-max `label`."""
+
+    activation = "softmax"
+    default_objective = "val_accuracy"
+    main_metric = "accuracy"
+    lower_is_better = ("log_loss",)
+
+    @classmethod
+    def accepts(cls, task, classes):
+        return task == "classification" and classes is not None and len(classes) > 2
+
+    @property
+    def units(self):
+        return len(self.classes)
+
+    def loss(self):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def metrics(self):
+        import keras
+
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def class_weight(self, y):
+        from sklearn.utils.class_weight import compute_class_weight
+
+        y = np.asarray(y).reshape(-1).astype(int)
+        present = np.unique(y)
+        weights = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y).tolist()))
+        return {i: weights.get(i, 0.0) for i in range(len(self.classes))}
+
+    def _index(self, values) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[v] for v in values], "int32")
+
+    def encode(self, values):
+        return self._index(values)
+
+    def probabilities(self, y):
+        """(N, C) probabilities from the model's output (TF or numpy)."""
+        return y
+
+    def serve(self, y):
+        import tensorflow as tf
+
+        probs = self.probabilities(y)
+        labels = tf.gather(tf.constant(self.classes), tf.argmax(probs, axis=1))
+        return {self.key("probabilities"): probs, self.key("label"): labels}
+
+    def expected(self, y):
+        return np.asarray(y, "float32")
+
+    def output_specs(self):
+        return {self.key("probabilities"): {"dtype": "float32", "shape": [None, len(self.classes)]},
+                self.key("label"): {"dtype": "string", "shape": [None]}}
+
+    def columns(self, outputs):
+        labels = outputs[self.key("label")]
+        cols = {f"{self.prefix}prediction": [x.decode() if isinstance(x, bytes) else str(x) for x in labels]}
+        probs = outputs[self.key("probabilities")]
+        cols.update({f"{self.prefix}prob_{c}": probs[:, i] for i, c in enumerate(self.classes)})
+        return cols
+
+    def check_values(self, values):
+        unknown = sorted({v for v in values if v not in self.classes})
+        return f"target '{self.target}' holds label(s) the model never saw: {', '.join(unknown[:5])}" if unknown else None
+
+    def score(self, values, outputs):
+        from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
+        probs = np.asarray(outputs[self.key("probabilities")], "float64")
+        n = len(self.classes)
+        y, pred = self._index(values), probs.argmax(axis=1)
+        labels = list(range(n))
+        prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+        aucs = [_auc(y == i, probs[:, i]) for i in (range(1, 2) if n == 2 else range(n))]
+        aucs = [a for a in aucs if a is not None]
+        return {
+            "rows": int(len(y)),
+            "accuracy": float(accuracy_score(y, pred)),
+            "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+            "log_loss": float(log_loss(y, np.clip(probs, 1e-12, 1.0), labels=labels)),
+            "roc_auc": float(np.mean(aucs)) if aucs else None,
+            "confusion_matrix": {"labels": self.classes, "matrix": confusion_matrix(y, pred, labels=labels).tolist()},
+            "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
+                          for i, c in enumerate(self.classes)},
+        }

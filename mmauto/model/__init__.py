@@ -1,0 +1,1 @@
+"""The search space and the model: the hypermodel, shared layers, auxiliary objectives, devices."""

@@ -1,0 +1,1 @@
+"""One fit as named stages, the run folder, and the progress events."""

@@ -1,0 +1,69 @@
+"""Stage `ensemble`: greedy ensemble selection (Caruana et al., 2004) over the trials'
+validation predictions; when it beats the best single trial on validation, the members are
+rebuilt and joined into one Keras model that averages their outputs, which the export stage
+serves behind the same raw-input signatures as a single model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmauto import events
+from mmauto.run.context import Prepared, Run, Searched, Selected
+
+
+def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -> Selected:
+    from mmauto.config.manifest import ENSEMBLE_STEPS
+    from mmauto.search import ensemble as selection
+
+    setting = run.manifest.train.ensemble
+    if setting is False:
+        return selected
+    size = ENSEMBLE_STEPS if setting is True else int(setting)
+    candidates = _candidates(searched)
+    if len(candidates) < 2:
+        return selected
+    preds, targets = selection.load(Path(searched.tuner.project_dir), candidates)
+    if len(preds) < 2:
+        return selected
+    chosen = selection.select(preds, targets, selection.scorer(data.prep.head.name), size=size)
+    info = {"members": chosen.members, "weights": [round(w, 6) for w in chosen.weights], "metric": chosen.metric,
+            "validation": chosen.score, "best_single": {"trial": chosen.best_single, "validation": chosen.best_single_score}}
+    if len(chosen.members) < 2:
+        return selected
+    run.emit(events.Notice(text=f"ensemble of trials {', '.join(chosen.members)} (validation {chosen.metric} "
+                                f"{chosen.score:.4f}, best single trial {chosen.best_single_score:.4f})"))
+    return _build(searched, selected, chosen, info)
+
+
+def _candidates(searched: Searched) -> list[str]:
+    """Completed trials whose best-epoch weights and validation predictions were kept."""
+    from mmauto.search import kt_private
+
+    out = []
+    folder = Path(searched.tuner.project_dir)
+    for r in searched.leaderboard:
+        tid = r["trial"]
+        if r["status"] != "completed" or r["score"] is None:
+            continue
+        if (folder / f"trial_{tid}" / "val_predictions.npy").exists() and Path(kt_private.checkpoint_file(searched.tuner, tid)).exists():
+            out.append(tid)
+    return out
+
+
+def _build(searched: Searched, selected: Selected, chosen, info: dict) -> Selected:
+    from mmauto.model.ensemble import ensemble_model
+    from mmauto.run.select import whole_model
+
+    members, encoders, keys = {}, {}, []
+    for tid in chosen.members:
+        trial = searched.tuner.oracle.get_trial(tid)
+        model, enc, k = whole_model(searched, trial)
+        members[tid] = (model, k)
+        for name, etype in enc.items():
+            encoders.setdefault(name, [])
+            if etype not in encoders[name]:
+                encoders[name].append(etype)
+        keys += [x for x in k if x not in keys]
+    model = ensemble_model(members, chosen.weights)
+    encoders = {n: e[0] if len(e) == 1 else e for n, e in encoders.items()}
+    return Selected(selected.trial_id, selected.score, selected.hp, model, encoders, keys, ensemble=info)

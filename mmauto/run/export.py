@@ -1,0 +1,23 @@
+"""Stage `export`: the raw-input SavedModel, parity-checked against the in-process model on
+validation rows, moved into RUN_DIR/model atomically."""
+
+from __future__ import annotations
+
+from mmauto.run.context import Exported, Prepared, Run, Selected
+
+
+def export(run: Run, data: Prepared, selected: Selected) -> Exported:
+    import tensorflow as tf
+
+    from mmauto.export.saved_model import PARITY_ROWS, export_saved_model
+
+    prep, val = data.prep, data.splits["validation"]
+    rows = val.frame.iloc[:PARITY_ROWS]
+    decoded = prep.decoded_dataset(rows, val.root, with_targets=False)
+    batches = prep.batches(decoded, PARITY_ROWS, selected.encoders, selected.input_keys)
+    expected = prep.head.expected(selected.model.predict(batches, verbose=0))
+    path = run.run_dir / "model"
+    parity = export_saved_model(selected.model, prep, selected.encoders, selected.input_keys, path,
+                                prep.serving_values(rows, val.root), expected)
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return Exported(path, signature, parity)

@@ -1,0 +1,34 @@
+"""One `mmauto fit`, as its stages:
+
+    load -> prepare_data -> search -> select -> export -> evaluate -> summarize
+
+Each stage is a function in its own module of this package, taking the records the earlier
+stages returned (mmauto/run/context.py) and returning its own. A new capability (an ensemble,
+calibration) is a new stage inserted here.
+"""
+
+from __future__ import annotations
+
+from mmauto import events
+from mmauto.run.context import FitOptions
+from mmauto.run.evaluate import evaluate
+from mmauto.run.export import export
+from mmauto.run.load import load
+from mmauto.run.prepare import prepare_data
+from mmauto.run.search import search
+from mmauto.run.select import select
+from mmauto.run.summarize import summarize, worker_summary
+
+
+def fit(manifest_path, out, options: FitOptions, emit: events.Emit = events.ignore) -> dict:
+    run = load(manifest_path, out, options, emit)
+    data = prepare_data(run)
+    searched = search(run, data)
+    if run.role == "worker":
+        return worker_summary(run, searched)
+    if searched.warning:
+        emit(events.Notice(text=searched.warning))
+    selected = select(run, searched)
+    exported = export(run, data, selected)
+    evaluated = evaluate(run, data, exported)
+    return summarize(run, data, searched, selected, exported, evaluated)

@@ -1,0 +1,83 @@
+"""Stage `search`: keras-tuner runs trials (here, or for a distributed chief) inside the
+budget; the leaderboard is written whatever happens."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+from mmauto import events
+from mmauto.errors import SearchError
+from mmauto.run.context import Prepared, Run, Searched
+
+# The end of the budget kept for selection, export, evaluation and the report.
+RESERVE_FRACTION, RESERVE_MIN, RESERVE_MAX = 0.12, 10.0, 300.0
+
+
+def reserve_seconds(budget) -> float:
+    return 0.0 if budget is None else min(max(RESERVE_MIN, RESERVE_FRACTION * budget), RESERVE_MAX)
+
+
+def search(run: Run, data: Prepared) -> Searched:
+    from mmauto.model.hypermodel import MultimodalHyperModel
+    from mmauto.search.feature_cache import FeatureCache
+    from mmauto.search.leaderboard import leaderboard, write_leaderboard
+    from mmauto.search.oracles import make_oracle
+
+    m, prep = run.manifest, data.prep
+    objective = m.search.objective or prep.head.default_objective
+    oracle = make_oracle(m.search.tuner, objective, run.max_trials, m.train.epochs, m.train.seed, m.search.max_failures)
+    cache = FeatureCache(run.run_dir / "cache", prep, data.datasets, on_event=run.emit) if m.train.feature_cache else None
+    hm = MultimodalHyperModel(prep, None if cache is None else cache.specs)
+    # keras-tuner prints its own lines ("Reloading Tuner from ...") to stdout, which belongs to
+    # our --json output; our events say the same.
+    with contextlib.redirect_stdout(io.StringIO()):
+        tuner = _make_tuner(run, hm, oracle, data, cache)
+        run.emit(events.SearchStart(objective=objective, done=len(getattr(tuner.oracle, "trials", {}) or {}), role=run.role))
+        try:
+            warning = _run_trials(run, tuner)
+        except RuntimeError as exc:  # keras-tuner stops after too many consecutive failures
+            rows = leaderboard(tuner, objective)
+            write_leaderboard(rows, run.run_dir)
+            raise SearchError(f"{_failed(rows)} trial(s) failed in a row; the last: {_last_failure(rows) or exc}") from None
+    rows = []
+    if run.role != "worker":  # a worker's oracle is the chief's, which keeps the leaderboard
+        rows = leaderboard(tuner, objective)
+        write_leaderboard(rows, run.run_dir)
+    return Searched(tuner, hm, objective, rows, cache, warning)
+
+
+def _make_tuner(run: Run, hm, oracle, data: Prepared, cache):
+    from mmauto.model import hardware
+    from mmauto.search.tuner import MmautoTuner
+
+    m = run.manifest
+    deadline = None if run.deadline is None else run.deadline - reserve_seconds(run.budget)
+    return MmautoTuner(
+        hm, oracle, data.datasets, epochs=m.train.epochs, patience=m.train.early_stopping,
+        deadline=deadline, reserve=0.0, max_trials=run.max_trials, cache=cache,
+        on_event=run.emit, directory=str(run.run_dir), project_name="search", overwrite=False,
+        distribution_strategy=hardware.strategy(),
+    )
+
+
+def _run_trials(run: Run, tuner):
+    """Trials here, or served to workers by a chief; returns a warning to show, or None."""
+    if run.role != "chief":
+        tuner.search(verbose=0)
+        return None
+    from mmauto.search.distributed import serve_oracle
+
+    tuner.limit_trials()
+    deadline = None if run.deadline is None else run.deadline - reserve_seconds(run.budget)
+    return serve_oracle(tuner.oracle, run.options.worker_timeout, deadline, run.emit)
+
+
+def _failed(rows) -> int:
+    return len([r for r in rows if r["status"] == "failed"])
+
+
+def _last_failure(rows):
+    failed = [r for r in rows if r["status"] == "failed"]
+    lines = (failed[-1]["message"] or "").strip().splitlines() if failed else []
+    return lines[-1] if lines else None
