@@ -94,6 +94,18 @@ def write_json_atomic(path: str, state) -> None:
     os.replace(tmp, path)
 
 
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+# Validation predictions kept per trial for ensembling are skipped above this (one trial's file).
+PREDICTIONS_MAX_BYTES = 50 << 20
+
+
 class AtomicSaves:
     """Mixed into keras-tuner's oracles: oracle.json and each trial.json are replaced whole."""
 
@@ -147,6 +159,8 @@ class MmautoTuner(kt.Tuner):
         self.seconds: dict[str, float] = {}
         self.histories: dict[str, dict] = {}
         self.stop_reason: Optional[str] = None
+        self._targets: np.ndarray | None = None
+        self._predictions_skipped = False
 
     def save(self):
         if not self._is_worker():
@@ -183,13 +197,16 @@ class MmautoTuner(kt.Tuner):
         frozen = self.use_cache(hp)
         # keras-tuner's build: a fresh Keras session per trial, inside the distribution strategy.
         model = self._try_build(hp)
+        if "tuner/trial_id" in hp.values:
+            self._continue_from(model, hp.values["tuner/trial_id"])
         train = self._batches("train", hp, frozen, shuffle=True)
         val = self._batches("validation", hp, frozen, shuffle=False)
         objective = self.oracle.objective
         epochs = hp.values.get("tuner/epochs", self.epochs)
         initial = hp.values.get("tuner/initial_epoch", 0)
+        best = BestEpoch(objective, self._get_checkpoint_fname(trial.trial_id), self._may_be_best)
         callbacks = [
-            BestEpoch(objective, self._get_checkpoint_fname(trial.trial_id), self._may_be_best),
+            best,
             Deadline(self.deadline),
             keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
             EpochReport(lambda e, logs: self._epoch_end(trial, e, epochs, logs)),
@@ -204,9 +221,54 @@ class MmautoTuner(kt.Tuner):
             raise kt.errors.FailedTrialError("the loss became NaN or infinite")
         if objective.name not in history.history:
             raise kt.errors.FailedTrialError(f"the trial reported no '{objective.name}' (metrics: {', '.join(history.history)})")
+        self._save_val_predictions(trial.trial_id, model, best, val)
         self.seconds[trial.trial_id] = time.time() - t0
         self.histories[trial.trial_id] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         return history
+
+    def _val_targets(self) -> np.ndarray:
+        """The validation targets (rows, units) as the model trains on them; read once per
+        process from the decoded split (no encoder preprocessing) and written once per run."""
+        if self._targets is None:
+            ys = self.data["validation"].map(lambda f, y: y).batch(8192)
+            y = np.concatenate([np.asarray(b) for b in ys], axis=0)
+            self._targets = y.astype("float32").reshape(len(y), -1)
+            path = Path(self.project_dir) / "val_targets.npy"
+            if not path.exists():
+                save_npy_atomic(path, self._targets)
+        return self._targets
+
+    def _continue_from(self, model, past_id: str) -> None:
+        """A later Hyperband round continues an earlier trial: same hp values, so the same
+        architecture (and the same frozen inputs served from the feature cache), and that
+        trial's best-epoch weights, which `_may_be_best` always writes under Hyperband. The
+        optimizer starts afresh, as in keras-tuner's own Hyperband tuner."""
+        path = self._get_checkpoint_fname(past_id)
+        if not os.path.exists(path):  # e.g. written by a run whose folder was partly removed
+            self.on_event("warning", text=f"trial {past_id}'s weights are missing ({path}); its continuation starts from fresh weights")
+            return
+        with kt.engine.tuner.maybe_distribute(self.distribution_strategy):
+            model.load_weights(path)
+
+    def _save_val_predictions(self, trial_id: str, model, best: BestEpoch, val) -> None:
+        """The validation split's predictions with the best epoch's weights, for ensemble
+        selection: `trial_<id>/val_predictions.npy`, float32 (rows, head units): probabilities
+        for classification ((rows, 1) sigmoid for binary), standardised values for regression.
+        The targets, encoded as the model was trained on them, go once to `val_targets.npy`.
+        A trial's file is rows x units x 4 bytes (10k rows x 10 classes: 400 kB); above
+        PREDICTIONS_MAX_BYTES they are not kept (said once)."""
+        units = self.hypermodel.prep.head.units
+        rows = len(self._val_targets())
+        if rows * units * 4 > PREDICTIONS_MAX_BYTES:
+            if not self._predictions_skipped:
+                self._predictions_skipped = True
+                self.on_event("warning", text=f"validation predictions not kept for ensembling: {rows} rows x {units} outputs "
+                              f"is over {PREDICTIONS_MAX_BYTES >> 20} MB per trial")
+            return
+        if best.weights is not None:
+            model.set_weights(best.weights)
+        pred = model.predict(val, verbose=0)
+        save_npy_atomic(Path(self.project_dir) / f"trial_{trial_id}" / "val_predictions.npy", np.asarray(pred, "float32").reshape(len(pred), -1))
 
     def _may_be_best(self, score: float) -> bool:
         """Only the best trial's weights are ever loaded, except under Hyperband, whose later

@@ -118,3 +118,66 @@ def test_ablation_that_would_break_the_budget_is_skipped(demo_dir, tmp_path, mon
     assert any(k == "warning" and "ablation" in kw["text"] for k, kw in events)
     assert not any(k == "ablation" for k, _ in events)
     assert "skipped to keep the time budget" in (tmp_path / "run" / "report" / "index.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def hyperband_run(demo_dir, tmp_path_factory):
+    """A Hyperband search of 4 trials (max_epochs 3, factor 3: three 1-epoch trials, then the
+    best of them continued to epoch 3), recording each trial's weights when training begins
+    and the best-epoch weights each trial keeps."""
+    import numpy as np
+
+    from mmauto import api, search
+
+    tmp = tmp_path_factory.mktemp("hyperband")
+    m = small_manifest(demo_dir, tmp / "m.yaml", max_trials=4, tuner="hyperband")
+    start, best = {}, {}
+
+    def on_train_begin(self, logs=None):
+        start[Path(self.filepath).parent.name] = [np.array(w) for w in self.model.get_weights()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if self.weights is not None:
+            best[Path(self.filepath).parent.name] = [np.array(w) for w in self.weights]
+
+    original = search.BestEpoch.on_epoch_end
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search.BestEpoch, "on_train_begin", on_train_begin, raising=False)
+        mp.setattr(search.BestEpoch, "on_epoch_end", on_epoch_end)
+        summary = api.fit(m, tmp / "run", epochs=3)
+    return {"run": tmp / "run", "summary": summary, "start": start, "best": best}
+
+
+def test_hyperband_continues_trials_from_their_weights(hyperband_run):
+    import numpy as np
+
+    run = hyperband_run["run"]
+    trials = {t["trial_id"]: t for t in (json.loads(f.read_text()) for f in (run / "search").glob("trial_*/trial.json"))}
+    continued = [t for t in trials.values() if "tuner/trial_id" in t["hyperparameters"]["values"]]
+    assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials.values()), trials
+    assert len(continued) == 1
+    later = continued[0]
+    past = later["hyperparameters"]["values"]["tuner/trial_id"]
+    assert later["hyperparameters"]["values"]["tuner/initial_epoch"] == 1
+    begin = hyperband_run["start"][f"trial_{later['trial_id']}"]
+    kept = hyperband_run["best"][f"trial_{past}"]
+    # The continued trial starts where its earlier round ended, not from fresh weights.
+    assert len(begin) == len(kept) and all(np.array_equal(a, b) for a, b in zip(begin, kept))
+    fresh = hyperband_run["start"][f"trial_{past}"]
+    assert not all(np.array_equal(a, b) for a, b in zip(begin, fresh))
+
+
+def test_validation_predictions_are_kept_per_trial(hyperband_run):
+    import numpy as np
+
+    search = hyperband_run["run"] / "search"
+    targets = np.load(search / "val_targets.npy")
+    assert targets.dtype == np.float32 and targets.ndim == 2
+    for tid in completed_trials(hyperband_run["run"]):
+        pred = np.load(search / f"trial_{tid}" / "val_predictions.npy")
+        # The demo's target is multiclass: (rows, classes) probabilities; targets are class indices.
+        assert pred.dtype == np.float32 and pred.shape[0] == targets.shape[0] == targets.size
+        assert np.allclose(pred.sum(axis=1), 1.0, atol=1e-4)
+        assert set(np.unique(targets)) <= set(range(pred.shape[1]))
+    assert not list(search.rglob("*.tmp"))
