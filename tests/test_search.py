@@ -181,3 +181,15 @@ def test_validation_predictions_are_kept_per_trial(hyperband_run):
         assert np.allclose(pred.sum(axis=1), 1.0, atol=1e-4)
         assert set(np.unique(targets)) <= set(range(pred.shape[1]))
     assert not list(search.rglob("*.tmp"))
+
+
+def test_the_search_starts_with_the_portfolio(hyperband_run):
+    """Text + table, fusions concat/gated/sum: the text-and-table entry (transformer fusion) is
+    ruled out by the manifest; the TF-IDF one runs first, inside Hyperband's first bracket."""
+    search = hyperband_run["run"] / "search"
+    first = json.loads((search / "trial_0000" / "trial.json").read_text())["hyperparameters"]["values"]
+    assert first["review/encoder"] == "tfidf" and first["review/tfidf/width"] == 64
+    assert first["fusion"] == "concat" and first["learning_rate"] == pytest.approx(3e-3)
+    assert first["width"] == 16  # pinned by the manifest
+    assert first["tuner/round"] == 0 and first["tuner/epochs"] == 1
+    assert json.loads((search / "oracle.json").read_text())["portfolio_used"] == 1
