@@ -211,6 +211,10 @@ class MmautoTuner(kt.Tuner):
         self.histories: dict[str, dict] = {}
         self.stop_reason: Optional[str] = None
         self._targets: np.ndarray | None = None
+        # Set by _check_budget when a full trial no longer fits: the next trial's epochs at most.
+        self.epoch_cap: int | None = None
+        self.epochs_run: dict[str, int] = {}
+        self.clock: Callable[[], float] = time.time
         self._predictions_skipped = False
         if isinstance(self.oracle, PortfolioFirst):  # the space is known once the tuner has built it
             inputs = {n: spec.modality for n, spec in hypermodel.manifest.inputs.items()}
@@ -256,8 +260,7 @@ class MmautoTuner(kt.Tuner):
         train = self._batches("train", hp, frozen, shuffle=True)
         val = self._batches("validation", hp, frozen, shuffle=False)
         objective = self.oracle.objective
-        epochs = hp.values.get("tuner/epochs", self.epochs)
-        initial = hp.values.get("tuner/initial_epoch", 0)
+        initial, epochs = self.trial_epochs(hp)
         best = BestEpoch(objective, self._get_checkpoint_fname(trial.trial_id), self._may_be_best)
         callbacks = [
             best,
@@ -267,7 +270,7 @@ class MmautoTuner(kt.Tuner):
         ]
         if self.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
-        self.on_event("trial_start", trial=trial, hp=hp, epochs=epochs)
+        self.on_event("trial_start", trial=trial, hp=hp, epochs=epochs, shortened=self.epoch_cap is not None)
         history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial, callbacks=callbacks,
                             verbose=0, class_weight=self.data.get("class_weight"))
         losses = history.history.get("loss", [])
@@ -277,6 +280,7 @@ class MmautoTuner(kt.Tuner):
             raise kt.errors.FailedTrialError(f"the trial reported no '{objective.name}' (metrics: {', '.join(history.history)})")
         self._save_val_predictions(trial.trial_id, model, best, val)
         self.seconds[trial.trial_id] = time.time() - t0
+        self.epochs_run[trial.trial_id] = len(losses)
         self.histories[trial.trial_id] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         return history
 
@@ -355,7 +359,8 @@ class MmautoTuner(kt.Tuner):
         for tid, secs in self.seconds.items():
             folder = Path(self.project_dir) / f"trial_{tid}"
             if folder.exists():
-                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3)})
+                epochs = {"epochs": self.epochs_run[tid]} if tid in self.epochs_run else {}
+                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3), **epochs})
 
     def all_seconds(self) -> dict:
         out = {}
@@ -363,7 +368,30 @@ class MmautoTuner(kt.Tuner):
             out[f.parent.name[len("trial_"):]] = json.loads(f.read_text())["seconds"]
         return out
 
+    def trial_costs(self) -> list[tuple[float, int]]:
+        """(seconds, epochs run) of every finished trial of the run, from seconds.json (a file
+        from before epochs were recorded counts the configured epochs)."""
+        out = []
+        for f in Path(self.project_dir).glob("trial_*/seconds.json"):
+            d = json.loads(f.read_text())
+            out.append((float(d["seconds"]), int(d.get("epochs", self.epochs))))
+        return out
+
+    def trial_epochs(self, hp) -> tuple[int, int]:
+        """(initial epoch, last epoch) of a trial: Hyperband's when it sets them, else 0 and
+        train.epochs; no more than `epoch_cap` epochs when the budget left is short."""
+        epochs = hp.values.get("tuner/epochs", self.epochs)
+        initial = hp.values.get("tuner/initial_epoch", 0)
+        if self.epoch_cap is not None:
+            epochs = min(epochs, initial + self.epoch_cap)
+        return initial, epochs
+
     def _check_budget(self):
+        """Before each trial: stop at max_trials; with a deadline, run the next trial in full
+        when the median trial fits in the time left, else a shorter one (as many epochs as the
+        median seconds per epoch, trial overheads included, fit), and stop only when not even
+        one epoch does. The Deadline callback still ends any trial at the deadline."""
+        self.epoch_cap = None
         if not isinstance(self.oracle, kt.Oracle):
             return  # a distributed worker: the chief's oracle keeps the budget
         done = len(self.oracle.trials)
@@ -372,11 +400,19 @@ class MmautoTuner(kt.Tuner):
             return
         if self.deadline is None:
             return
-        times = list(self.all_seconds().values())
-        estimate = statistics.median(times) if times else 0.0
-        if time.time() + estimate + self.reserve > self.deadline:
-            self.oracle.max_trials = done
-            self.stop_reason = f"time budget: the next trial (about {estimate:.0f}s) would not end in time"
+        costs = self.trial_costs()
+        estimate = statistics.median(s for s, _ in costs) if costs else 0.0
+        left = self.deadline - self.clock() - self.reserve
+        if estimate <= left:
+            return
+        per_epoch = statistics.median(s / max(e, 1) for s, e in costs)
+        epochs = int(left // per_epoch) if per_epoch > 0 else 0
+        if epochs >= 1:
+            self.epoch_cap = epochs
+            return
+        self.oracle.max_trials = done
+        self.stop_reason = (f"time budget: {max(left, 0):.0f}s left, less than one epoch (about {per_epoch:.0f}s) "
+                            f"of the next trial (about {estimate:.0f}s in full)")
 
     def search(self, *args, **kwargs):
         # keras-tuner collects garbage twice before every trial. With TensorFlow's ~450k

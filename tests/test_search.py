@@ -193,3 +193,35 @@ def test_the_search_starts_with_the_portfolio(hyperband_run):
     assert first["width"] == 16  # pinned by the manifest
     assert first["tuner/round"] == 0 and first["tuner/epochs"] == 1
     assert json.loads((search / "oracle.json").read_text())["portfolio_used"] == 1
+
+
+def test_a_shorter_trial_uses_the_rest_of_the_budget():
+    """When the median trial no longer fits, the next one runs the epochs that do; the search
+    stops only when not one epoch fits (a fake clock and recorded trial costs, no timing)."""
+    import keras_tuner as kt
+
+    from mmauto import search
+
+    t = object.__new__(search.MmautoTuner)  # only the budget logic: no model, no data
+    t.oracle = search.make_oracle("random", "val_accuracy", 50, 10, 0, 3)
+    t.cap, t.epochs, t.reserve, t.deadline = 50, 10, 0.0, 1000.0
+    t.stop_reason = t.epoch_cap = None
+    t.trial_costs = lambda: [(100.0, 10), (120.0, 10), (80.0, 10)]  # median 100 s, 10 s an epoch
+    now = [0.0]
+    t.clock = lambda: now[0]
+    hp = kt.HyperParameters()
+    t._check_budget()
+    assert t.epoch_cap is None and t.trial_epochs(hp) == (0, 10) and t.stop_reason is None
+    now[0] = 955.0  # 45 s left: 4 epochs
+    t._check_budget()
+    assert t.epoch_cap == 4 and t.trial_epochs(hp) == (0, 4) and t.stop_reason is None
+    continued = kt.HyperParameters()
+    continued.values.update({"tuner/epochs": 9, "tuner/initial_epoch": 3})
+    assert t.trial_epochs(continued) == (3, 7)  # Hyperband's: 4 more epochs from epoch 3
+    now[0] = 960.0  # a shortened trial counts by its seconds per epoch, not its length: 40 s, 4 epochs
+    t.trial_costs = lambda: [(100.0, 10), (120.0, 10), (80.0, 10), (30.0, 3)]
+    t._check_budget()
+    assert t.epoch_cap == 4
+    now[0] = 995.0  # 5 s left: not one epoch
+    t._check_budget()
+    assert t.epoch_cap is None and t.stop_reason.startswith("time budget") and "less than one epoch" in t.stop_reason
