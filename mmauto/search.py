@@ -278,7 +278,10 @@ class MmautoTuner(kt.Tuner):
             raise kt.errors.FailedTrialError("the loss became NaN or infinite")
         if objective.name not in history.history:
             raise kt.errors.FailedTrialError(f"the trial reported no '{objective.name}' (metrics: {', '.join(history.history)})")
-        self._save_val_predictions(trial.trial_id, model, best, val)
+        try:
+            self._save_val_predictions(trial.trial_id, model, best, val)
+        except OSError as exc:  # a full disk must not fail a trial that trained
+            self.on_event("warning", text=f"trial {trial.trial_id}: validation predictions not written ({exc})")
         self.seconds[trial.trial_id] = time.time() - t0
         self.epochs_run[trial.trial_id] = len(losses)
         self.histories[trial.trial_id] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
