@@ -121,10 +121,15 @@ class FitPrinter(Printer):
         self.say(f"  trial {status} {score}" + (f" in {e.seconds:.1f}s" if e.seconds else "")
                  + (f": {t.message.strip().splitlines()[-1]}" if status == "failed" and t.message else ""))
 
+    def on_ensemble(self, e):
+        picks = ", ".join(f"{m} x{w:.2f}" for m, w in zip(e.members, e.weights))
+        self.say(f"ensemble: trials {picks}; validation {e.metric} {e.validation:.4f} (best single trial {e.best_single:.4f})")
+
     def on_export_start(self, e):
         self._drop("search", "trial")
-        self._task("phase", f"exporting trial {e.trial}")
-        self.say(f"export: best trial {e.trial}, parity check on validation rows")
+        what = f"the ensemble of trials {', '.join(e.members)}" if e.members else f"best trial {e.trial}"
+        self._task("phase", f"exporting {what}")
+        self.say(f"export: {what}, parity check on validation rows")
 
     def on_done(self, e):
         self.close()

@@ -57,6 +57,7 @@ class TrialStart(Event):
     trial: Any
     hp: Any
     epochs: int
+    shortened: bool = False  # fewer epochs than a full trial: what is left of the budget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +97,18 @@ class WorkerDone(Event):
 @dataclasses.dataclass(frozen=True)
 class ExportStart(Event):
     kind = "export_start"
-    trial: str
+    trial: str  # the best single trial
+    members: Optional[list] = None  # an ensemble's trials, when the export is one
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleChosen(Event):
+    kind = "ensemble"
+    members: list
+    weights: list
+    metric: str
+    validation: float
+    best_single: float
 
 
 @dataclasses.dataclass(frozen=True)

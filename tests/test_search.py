@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import run_cli
 
@@ -129,3 +130,146 @@ def test_keras_tuner_private_names_still_exist():
     assert callable(exit_chief) and callable(add)
     for method in ("GetSpace", "UpdateSpace", "CreateTrial", "UpdateTrial", "EndTrial", "GetTrial", "GetBestTrials"):
         assert callable(getattr(servicer, method, None)), f"OracleServicer.{method}"
+
+
+@pytest.fixture(scope="module")
+def hyperband_run(demo_dir, tmp_path_factory):
+    """A Hyperband search of 4 trials (max_epochs 3, factor 3: three 1-epoch trials, then the
+    best of them continued to epoch 3), recording each trial's weights when training begins
+    and the best-epoch weights each trial keeps."""
+    import numpy as np
+
+    from mmauto import api
+    from mmauto.search import callbacks
+
+    tmp = tmp_path_factory.mktemp("hyperband")
+    m = small_manifest(demo_dir, tmp / "m.yaml", max_trials=4, tuner="hyperband")
+    start, best = {}, {}
+
+    def on_train_begin(self, logs=None):
+        start[Path(self.filepath).parent.name] = [np.array(w) for w in self.model.get_weights()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if self.weights is not None:
+            best[Path(self.filepath).parent.name] = [np.array(w) for w in self.weights]
+
+    original = callbacks.BestEpoch.on_epoch_end
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(callbacks.BestEpoch, "on_train_begin", on_train_begin, raising=False)
+        mp.setattr(callbacks.BestEpoch, "on_epoch_end", on_epoch_end)
+        summary = api.fit(m, tmp / "run", epochs=3)
+    return {"run": tmp / "run", "summary": summary, "start": start, "best": best}
+
+
+def test_hyperband_continues_trials_from_their_weights(hyperband_run):
+    import numpy as np
+
+    run = hyperband_run["run"]
+    trials = {t["trial_id"]: t for t in (json.loads(f.read_text()) for f in (run / "search").glob("trial_*/trial.json"))}
+    continued = [t for t in trials.values() if "tuner/trial_id" in t["hyperparameters"]["values"]]
+    assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials.values()), trials
+    assert len(continued) == 1
+    later = continued[0]
+    past = later["hyperparameters"]["values"]["tuner/trial_id"]
+    assert later["hyperparameters"]["values"]["tuner/initial_epoch"] == 1
+    begin = hyperband_run["start"][f"trial_{later['trial_id']}"]
+    kept = hyperband_run["best"][f"trial_{past}"]
+    # The continued trial starts where its earlier round ended, not from fresh weights.
+    assert len(begin) == len(kept) and all(np.array_equal(a, b) for a, b in zip(begin, kept))
+    fresh = hyperband_run["start"][f"trial_{past}"]
+    assert not all(np.array_equal(a, b) for a, b in zip(begin, fresh))
+
+
+def test_validation_predictions_are_kept_per_trial(hyperband_run):
+    import numpy as np
+
+    search = hyperband_run["run"] / "search"
+    targets = np.load(search / "val_targets.npy")
+    assert targets.dtype == np.float32 and targets.ndim == 2
+    for tid in completed_trials(hyperband_run["run"]):
+        pred = np.load(search / f"trial_{tid}" / "val_predictions.npy")
+        # The demo's target is multiclass: (rows, classes) probabilities; targets are class indices.
+        assert pred.dtype == np.float32 and pred.shape[0] == targets.shape[0] == targets.size
+        assert np.allclose(pred.sum(axis=1), 1.0, atol=1e-4)
+        assert set(np.unique(targets)) <= set(range(pred.shape[1]))
+    assert not list(search.rglob("*.tmp"))
+
+
+def test_the_search_starts_with_the_portfolio(hyperband_run):
+    """Text + table, fusions concat/gated/sum: the text-and-table entry (transformer fusion) is
+    ruled out by the manifest; the TF-IDF one runs first, inside Hyperband's first bracket."""
+    search = hyperband_run["run"] / "search"
+    first = json.loads((search / "trial_0000" / "trial.json").read_text())["hyperparameters"]["values"]
+    assert first["review/encoder"] == "tfidf" and first["review/tfidf/width"] == 64
+    assert first["fusion"] == "concat" and first["learning_rate"] == pytest.approx(3e-3)
+    assert first["width"] == 16  # pinned by the manifest
+    assert first["tuner/round"] == 0 and first["tuner/epochs"] == 1
+    assert json.loads((search / "oracle.json").read_text())["portfolio_used"] == 1
+
+
+def test_a_shorter_trial_uses_the_rest_of_the_budget():
+    """When the median trial no longer fits, the next one runs the epochs that do; the search
+    stops only when not one epoch fits (a fake clock and recorded trial costs, no timing)."""
+    import keras_tuner as kt
+
+    from mmauto.search.oracles import make_oracle
+    from mmauto.search.tuner import MmautoTuner
+
+    t = object.__new__(MmautoTuner)  # only the budget logic: no model, no data
+    t.oracle = make_oracle("random", "val_accuracy", 50, 10, 0, 3)
+    t.cap, t.epochs, t.reserve, t.deadline = 50, 10, 0.0, 1000.0
+    t.stop_reason = t.epoch_cap = None
+    t.trial_costs = lambda: [(100.0, 10), (120.0, 10), (80.0, 10)]  # median 100 s, 10 s an epoch
+    now = [0.0]
+    t.clock = lambda: now[0]
+    hp = kt.HyperParameters()
+    t._check_budget()
+    assert t.epoch_cap is None and t.trial_epochs(hp) == (0, 10) and t.stop_reason is None
+    now[0] = 955.0  # 45 s left: 4 epochs
+    t._check_budget()
+    assert t.epoch_cap == 4 and t.trial_epochs(hp) == (0, 4) and t.stop_reason is None
+    continued = kt.HyperParameters()
+    continued.values.update({"tuner/epochs": 9, "tuner/initial_epoch": 3})
+    assert t.trial_epochs(continued) == (3, 7)  # Hyperband's: 4 more epochs from epoch 3
+    now[0] = 960.0  # a shortened trial counts by its seconds per epoch, not its length: 40 s, 4 epochs
+    t.trial_costs = lambda: [(100.0, 10), (120.0, 10), (80.0, 10), (30.0, 3)]
+    t._check_budget()
+    assert t.epoch_cap == 4
+    now[0] = 995.0  # 5 s left: not one epoch
+    t._check_budget()
+    assert t.epoch_cap is None and t.stop_reason.startswith("time budget") and "less than one epoch" in t.stop_reason
+
+
+def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
+    """After the search, greedy selection over the trials' validation predictions picks
+    members; the one SavedModel serves their weighted average from raw inputs (checked row by
+    row against the members' own validation predictions), with a leaderboard row and a card entry."""
+    import numpy as np
+    import pandas as pd
+
+    from mmauto import api
+
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
+    data = yaml.safe_load(m.read_text())
+    data["train"]["epochs"] = 3
+    m.write_text(yaml.safe_dump(data, sort_keys=False))
+    summary = api.fit(m, tmp_path / "run")
+    run = tmp_path / "run"
+    ens = summary["ensemble"]
+    assert ens is not None and len(ens["members"]) >= 2, summary.get("ensemble")
+    assert abs(sum(ens["weights"]) - 1.0) < 1e-5 and ens["validation"] <= ens["best_single"]["validation"]
+    card = json.loads((run / "mmauto.json").read_text())
+    assert card["ensemble"]["members"] == ens["members"]
+    board = json.loads((run / "leaderboard.json").read_text())
+    assert board[0]["trial"] == "ensemble" and board[0]["members"] == ens["members"]
+    blend = sum(w * np.load(run / "search" / f"trial_{t}" / "val_predictions.npy") for t, w in zip(ens["members"], ens["weights"]))
+    served = pd.read_csv(run / "eval_predictions.csv", keep_default_na=False)
+    served = served[served["split"] == "validation"]
+    probs = served[[c for c in served.columns if c.startswith("prob_")]].to_numpy()
+    np.testing.assert_allclose(probs, blend, atol=1e-4)
+    # An input left empty is served as missing by every member, as for a single model.
+    rows = pd.read_csv(demo_dir / "train.csv", keep_default_na=False).head(4).assign(review="")
+    rows.to_csv(tmp_path / "blank.csv", index=False)
+    out = api.predict(run, tmp_path / "blank.csv")
+    assert len(out) == 4 and np.allclose(out[[c for c in out.columns if c.startswith("prob_")]].sum(axis=1), 1.0, atol=1e-4)

@@ -17,6 +17,13 @@ def _auc(y: np.ndarray, score: np.ndarray) -> Optional[float]:
     return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
 
 
+def _normalised(probs: np.ndarray) -> np.ndarray:
+    """Probabilities clipped away from 0 and summing to 1 in float64 (served float32 rows sum
+    to 1 only within rounding, which scikit-learn's log loss warns about)."""
+    p = np.clip(probs, 1e-12, 1.0)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 @HEADS.register("multiclass")
 class MulticlassHead(Head):
     """Softmax over `classes`; serves `probabilities` (N, C) and the arg-max `label`."""
@@ -102,7 +109,7 @@ class MulticlassHead(Head):
             "rows": int(len(y)),
             "accuracy": float(accuracy_score(y, pred)),
             "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-            "log_loss": float(log_loss(y, np.clip(probs, 1e-12, 1.0), labels=labels)),
+            "log_loss": float(log_loss(y, _normalised(probs), labels=labels)),
             "roc_auc": float(np.mean(aucs)) if aucs else None,
             "confusion_matrix": {"labels": self.classes, "matrix": confusion_matrix(y, pred, labels=labels).tolist()},
             "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}

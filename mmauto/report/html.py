@@ -168,6 +168,8 @@ def _embed(fig, path: Path, caption: str) -> str:
 
 
 def _overview(card: dict, board, head: str, objective: str) -> str:
+    ens = next((r for r in board or [] if r["trial"] == "ensemble"), None)
+    board = None if board is None else [r for r in board if r["trial"] != "ensemble"]
     best = next((r for r in board or [] if r.get("rank") == 1), None)
     done = sum(r.get("status") == "completed" for r in board or [])
     failed = sum(r.get("status") == "failed" for r in board or [])
@@ -181,6 +183,8 @@ def _overview(card: dict, board, head: str, objective: str) -> str:
         ("labels", ", ".join(map(str, card["labels"])) if card.get("labels") else "—"),
         ("export parity", f"max |diff| {parity:.2e}" if isinstance(parity, (int, float)) else "—"),
     ]
+    if ens:  # the exported model is an ensemble: compare it with the best single trial
+        facts.insert(2, ("exported ensemble", f"{objective} {_num(ens.get('score'))} on validation; {ens.get('message')}"))
     cells = "".join(f'<div class="fact"><b>{_e(k)}</b>{_e(v)}</div>' for k, v in facts)
     return f'<div class="facts">{cells}</div>' + ("" if card else _note("No mmauto.json (model card): some facts are missing."))
 
@@ -201,7 +205,8 @@ def _search(board, out: Path, objective: str) -> str:
 
     from mmauto.heads import objective_direction
 
-    order = sorted(board, key=lambda r: (0, int(r["trial"])) if str(r["trial"]).isdigit() else (1, str(r["trial"])))
+    trials = [r for r in board if r["trial"] != "ensemble"]  # the plot shows trials; the table the ensemble too
+    order = sorted(trials, key=lambda r: (0, int(r["trial"])) if str(r["trial"]).isdigit() else (1, str(r["trial"])))
     x = {str(r["trial"]): i for i, r in enumerate(order)}
     done = [r for r in order if r.get("score") is not None]
     failed = [r for r in order if r.get("score") is None]

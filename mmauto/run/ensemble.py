@@ -30,8 +30,8 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
             "validation": chosen.score, "best_single": {"trial": chosen.best_single, "validation": chosen.best_single_score}}
     if len(chosen.members) < 2:
         return selected
-    run.emit(events.Notice(text=f"ensemble of trials {', '.join(chosen.members)} (validation {chosen.metric} "
-                                f"{chosen.score:.4f}, best single trial {chosen.best_single_score:.4f})"))
+    run.emit(events.EnsembleChosen(members=chosen.members, weights=chosen.weights, metric=chosen.metric,
+                                   validation=chosen.score, best_single=chosen.best_single_score))
     return _build(searched, selected, chosen, info)
 
 

@@ -3,6 +3,7 @@ validation rows, moved into RUN_DIR/model atomically."""
 
 from __future__ import annotations
 
+from mmauto import events
 from mmauto.run.context import Exported, Prepared, Run, Selected
 
 
@@ -11,6 +12,8 @@ def export(run: Run, data: Prepared, selected: Selected) -> Exported:
 
     from mmauto.export.saved_model import PARITY_ROWS, export_saved_model
 
+    members = selected.ensemble["members"] if selected.ensemble else None
+    run.emit(events.ExportStart(trial=selected.trial_id, members=members))
     prep, val = data.prep, data.splits["validation"]
     rows = val.frame.iloc[:PARITY_ROWS]
     decoded = prep.decoded_dataset(rows, val.root, with_targets=False)

@@ -1,6 +1,6 @@
 """One `mmauto fit`, as its stages:
 
-    load -> prepare_data -> search -> select -> export -> evaluate -> summarize
+    load -> prepare_data -> search -> select -> ensemble -> export -> evaluate -> summarize
 
 Each stage is a function in its own module of this package, taking the records the earlier
 stages returned (mmauto/run/context.py) and returning its own. A new capability (an ensemble,
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mmauto import events
 from mmauto.run.context import FitOptions
+from mmauto.run.ensemble import ensemble
 from mmauto.run.evaluate import evaluate
 from mmauto.run.export import export
 from mmauto.run.load import load
@@ -29,6 +30,7 @@ def fit(manifest_path, out, options: FitOptions, emit: events.Emit = events.igno
     if searched.warning:
         emit(events.Notice(text=searched.warning))
     selected = select(run, searched)
+    selected = ensemble(run, data, searched, selected)
     exported = export(run, data, selected)
     evaluated = evaluate(run, data, exported)
     return summarize(run, data, searched, selected, exported, evaluated)

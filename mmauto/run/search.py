@@ -14,6 +14,10 @@ from mmauto.run.context import Prepared, Run, Searched
 RESERVE_FRACTION, RESERVE_MIN, RESERVE_MAX = 0.12, 10.0, 300.0
 
 
+# The best trials whose weights stay on disk as ensemble members (each a checkpoint file).
+ENSEMBLE_CANDIDATES = 8
+
+
 def reserve_seconds(budget) -> float:
     return 0.0 if budget is None else min(max(RESERVE_MIN, RESERVE_FRACTION * budget), RESERVE_MAX)
 
@@ -56,6 +60,7 @@ def _make_tuner(run: Run, hm, oracle, data: Prepared, cache):
     return MmautoTuner(
         hm, oracle, data.datasets, epochs=m.train.epochs, patience=m.train.early_stopping,
         deadline=deadline, reserve=0.0, max_trials=run.max_trials, cache=cache,
+        keep_weights=1 if m.train.ensemble is False else ENSEMBLE_CANDIDATES,
         on_event=run.emit, directory=str(run.run_dir), project_name="search", overwrite=False,
         distribution_strategy=hardware.strategy(),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mmauto import events
 from mmauto.errors import SearchError
 from mmauto.run.context import Run, Searched, Selected
 
@@ -12,7 +11,6 @@ def select(run: Run, searched: Searched) -> Selected:
     if not done:
         raise SearchError(_nothing_finished(run, searched.leaderboard))
     best = searched.tuner.oracle.get_trial(done[0]["trial"])
-    run.emit(events.ExportStart(trial=best.trial_id))
     model, encoders, keys = whole_model(searched, best)
     return Selected(best.trial_id, best.score, best.hyperparameters, model, encoders, keys)
 

@@ -32,7 +32,13 @@ def summarize(run: Run, data: Prepared, searched: Searched, selected: Selected, 
         "stop_reason": searched.tuner.stop_reason,
         "resumed": run.resumed,
         "feature_cache": None if searched.cache is None else {"hits": searched.cache.hits, "misses": searched.cache.misses},
+        "ensemble": selected.ensemble,
     }
+    if selected.ensemble:
+        rows = _with_ensemble_row(rows, selected, evaluated, searched.objective)
+        from mmauto.search.leaderboard import write_leaderboard
+
+        write_leaderboard(rows, run.run_dir)
     sp = data.splits[data.last_split()]
     summary["request"] = str(serving.write_request(run.run_dir, data.prep, sp.frame, sp.root))
     needs_text_ops = card.needs_tensorflow_text(m, selected.encoders)
@@ -56,3 +62,17 @@ def worker_summary(run: Run, searched: Searched) -> dict:
     summary = {"role": "worker", "run_dir": str(run.run_dir), "trials": len(searched.tuner.seconds), "seconds": round(run.elapsed(), 1)}
     run.emit(events.WorkerDone(summary=summary))
     return summary
+
+
+def _with_ensemble_row(rows: list, selected: Selected, evaluated: Evaluated, objective: str) -> list:
+    """The leaderboard with the exported ensemble on top, scored on validation like the trials
+    (its objective from the SavedModel's validation metrics)."""
+    base = objective[4:] if objective.startswith("val_") else objective
+    val = evaluated.scores.get("validation", {})
+    score = val.get({"auc": "roc_auc", "loss": "log_loss"}.get(base, base))
+    e = selected.ensemble
+    row = {"rank": None, "trial": "ensemble", "status": "completed", "score": score, "objective": objective, "seconds": None,
+           "fusion": None, "depth": None, "heads": None, "width": None, "learning_rate": None, "batch_size": None,
+           "encoders": {}, "hyperparameters": {}, "members": e["members"], "weights": e["weights"],
+           "message": "members " + ", ".join(f"{m} x{w:.2f}" for m, w in zip(e["members"], e["weights"]))}
+    return [row, *rows]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 # Methods of kt.Tuner / kt.Oracle that mmauto calls or overrides.
 TUNER_METHODS = ("_is_worker", "_get_tuner_fname", "_try_build", "_get_checkpoint_fname")
-ORACLE_METHODS = ("_get_oracle_fname", "_get_trial_dir", "_save_trial")
+ORACLE_METHODS = ("_get_oracle_fname", "_get_trial_dir", "_save_trial",
+                  "_duplicate", "_random_values")  # the last two: search/oracles.py PortfolioFirst
 
 
 def is_worker(tuner) -> bool:

@@ -1,11 +1,14 @@
-"""The search strategies: keras-tuner's oracles, with state files replaced whole."""
+"""The search strategies: keras-tuner's oracles, with state files replaced whole and a
+portfolio of strong configurations tried first."""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import keras_tuner as kt
+import numpy as np
 
 from mmauto.heads import objective_direction
 from mmauto.search import kt_private
@@ -20,6 +23,18 @@ def write_json_atomic(path: str, state) -> None:
     os.replace(tmp, path)
 
 
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+# Validation predictions kept per trial for ensembling are skipped above this (one trial's file).
+PREDICTIONS_MAX_BYTES = 50 << 20
+
+
 class AtomicSaves:
     """Mixed into keras-tuner's oracles: oracle.json and each trial.json are replaced whole."""
 
@@ -30,15 +45,65 @@ class AtomicSaves:
         write_json_atomic(os.path.join(kt_private.trial_dir(self, trial.trial_id), "trial.json"), trial.get_state())
 
 
-class RandomOracle(AtomicSaves, kt.oracles.RandomSearchOracle):
+class PortfolioFirst:
+    """Mixed into the oracles: the first trials are the portfolio's configurations
+    (mmauto/search/portfolio.py), then the oracle's own choices. `portfolio` ([(name, full hp
+    values)]) is set by the tuner once the space is known; `portfolio_used` counts the entries
+    taken (run, or skipped as already tried) and is kept in oracle.json, so a resumed search
+    goes on with the next entry or with the oracle's choices."""
+
+    portfolio: tuple | list = ()
+    portfolio_used = 0
+    _portfolio_offer = None
+
+    def _next_portfolio_values(self) -> dict | None:
+        while self.portfolio_used < len(self.portfolio):
+            values = self.portfolio[self.portfolio_used][1]
+            if not self._duplicate(values):
+                return dict(values)
+            self.portfolio_used += 1
+        return None
+
+    def populate_space(self, trial_id):
+        values = self._next_portfolio_values()
+        if values is None:
+            return super().populate_space(trial_id)
+        if isinstance(self, kt.oracles.HyperbandOracle):
+            # Hyperband's brackets and epochs stay its own: a first-round trial takes its values
+            # from _random_values, where the entry waits; a continued trial leaves it for later.
+            self._portfolio_offer = values
+            try:
+                return super().populate_space(trial_id)
+            finally:
+                if self._portfolio_offer is None:
+                    self.portfolio_used += 1
+                self._portfolio_offer = None
+        self.portfolio_used += 1
+        return {"status": "RUNNING", "values": values}
+
+    def _random_values(self):
+        if self._portfolio_offer is not None:
+            values, self._portfolio_offer = self._portfolio_offer, None
+            return values
+        return super()._random_values()
+
+    def get_state(self):
+        return {**super().get_state(), "portfolio_used": self.portfolio_used}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.portfolio_used = state.get("portfolio_used", 0)
+
+
+class RandomOracle(PortfolioFirst, AtomicSaves, kt.oracles.RandomSearchOracle):
     pass
 
 
-class BayesianOracle(AtomicSaves, kt.oracles.BayesianOptimizationOracle):
+class BayesianOracle(PortfolioFirst, AtomicSaves, kt.oracles.BayesianOptimizationOracle):
     pass
 
 
-class HyperbandOracle(AtomicSaves, kt.oracles.HyperbandOracle):
+class HyperbandOracle(PortfolioFirst, AtomicSaves, kt.oracles.HyperbandOracle):
     pass
 
 

@@ -4,23 +4,27 @@ keras-tuner Oracle chosen by `search.tuner`."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
+import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
 import keras
 import keras_tuner as kt
+import numpy as np
 
 from mmauto import events
 from mmauto.data.pipeline import plain
 from mmauto.model.hypermodel import MultimodalHyperModel
-from mmauto.search import kt_private
+from mmauto.search import kt_private, portfolio
 from mmauto.search.callbacks import BestEpoch, Deadline, EpochReport
-from mmauto.search.oracles import write_json_atomic
+from mmauto.search.oracles import PREDICTIONS_MAX_BYTES, PortfolioFirst, save_npy_atomic, write_json_atomic
 
 
 class MmautoTuner(kt.Tuner):
@@ -28,8 +32,10 @@ class MmautoTuner(kt.Tuner):
     size, trains with early stopping and the deadline, keeps the best epoch's weights."""
 
     def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
-                 deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None, **kwargs):
+                 deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
+                 keep_weights: int = 1, **kwargs):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+        self.keep_weights = max(1, keep_weights)  # the best trials whose weights stay on disk
         self.data = data
         self.cache = cache
         self.epochs = epochs
@@ -41,6 +47,15 @@ class MmautoTuner(kt.Tuner):
         self.seconds: dict[str, float] = {}
         self.histories: dict[str, dict] = {}
         self.stop_reason: Optional[str] = None
+        self._targets: np.ndarray | None = None
+        # Set by _check_budget when a full trial no longer fits: the next trial's epochs at most.
+        self.epoch_cap: int | None = None
+        self.epochs_run: dict[str, int] = {}
+        self.clock: Callable[[], float] = time.time
+        self._predictions_skipped = False
+        if isinstance(self.oracle, PortfolioFirst):  # the space is known once the tuner has built it
+            inputs = {n: spec.modality for n, spec in hypermodel.manifest.inputs.items()}
+            self.oracle.portfolio = portfolio.values_for(inputs, self.oracle.get_space())
 
     def save(self):
         if not kt_private.is_worker(self):
@@ -71,20 +86,22 @@ class MmautoTuner(kt.Tuner):
         frozen = self.hypermodel.frozen(hp) if self.cache is not None else {}
         # keras-tuner's build: a fresh Keras session per trial, inside the distribution strategy.
         model = kt_private.build_trial_model(self, hp)
+        if "tuner/trial_id" in hp.values:
+            self._continue_from(model, hp.values["tuner/trial_id"])
         train = self._batches("train", hp, frozen, shuffle=True)
         val = self._batches("validation", hp, frozen, shuffle=False)
         objective = self.oracle.objective
-        epochs = hp.values.get("tuner/epochs", self.epochs)
-        initial = hp.values.get("tuner/initial_epoch", 0)
+        initial, epochs = self.trial_epochs(hp)
+        best = BestEpoch(objective, kt_private.checkpoint_file(self, trial.trial_id), self._may_be_best)
         callbacks = [
-            BestEpoch(objective, kt_private.checkpoint_file(self, trial.trial_id), self._may_be_best),
+            best,
             Deadline(self.deadline),
             keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
             EpochReport(lambda e, logs: self._epoch_end(trial, e, epochs, logs)),
         ]
         if self.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
-        self.on_event(events.TrialStart(trial=trial, hp=hp, epochs=epochs))
+        self.on_event(events.TrialStart(trial=trial, hp=hp, epochs=epochs, shortened=self.epoch_cap is not None))
         history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial, callbacks=callbacks,
                             verbose=0, class_weight=self.data.get("class_weight"))
         losses = history.history.get("loss", [])
@@ -92,22 +109,83 @@ class MmautoTuner(kt.Tuner):
             raise kt.errors.FailedTrialError("the loss became NaN or infinite")
         if objective.name not in history.history:
             raise kt.errors.FailedTrialError(f"the trial reported no '{objective.name}' (metrics: {', '.join(history.history)})")
+        try:
+            self._save_val_predictions(trial.trial_id, model, best, val)
+        except OSError as exc:  # a full disk must not fail a trial that trained
+            self.on_event(events.Notice(text=f"trial {trial.trial_id}: validation predictions not written ({exc})"))
         self.seconds[trial.trial_id] = time.time() - t0
+        self.epochs_run[trial.trial_id] = len(losses)
         self.histories[trial.trial_id] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         return history
 
+    def _val_targets(self) -> np.ndarray:
+        """The validation targets (rows, units) as the model trains on them; read once per
+        process from the decoded split (no encoder preprocessing) and written once per run."""
+        if self._targets is None:
+            ys = self.data["validation"].map(lambda f, y: y).batch(8192)
+            y = np.concatenate([np.asarray(b) for b in ys], axis=0)
+            self._targets = y.astype("float32").reshape(len(y), -1)
+            path = Path(self.project_dir) / "val_targets.npy"
+            if not path.exists():
+                save_npy_atomic(path, self._targets)
+        return self._targets
+
+    def _continue_from(self, model, past_id: str) -> None:
+        """A later Hyperband round continues an earlier trial: same hp values, so the same
+        architecture (and the same frozen inputs served from the feature cache), and that
+        trial's best-epoch weights, which `_may_be_best` always writes under Hyperband. The
+        optimizer starts afresh, as in keras-tuner's own Hyperband tuner."""
+        path = kt_private.checkpoint_file(self, past_id)
+        if not os.path.exists(path):  # e.g. written by a run whose folder was partly removed
+            self.on_event(events.Notice(text=f"trial {past_id}'s weights are missing ({path}); its continuation starts from fresh weights"))
+            return
+        with self.distribution_strategy.scope() if self.distribution_strategy is not None else contextlib.nullcontext():
+            model.load_weights(path)
+
+    def _save_val_predictions(self, trial_id: str, model, best: BestEpoch, val) -> None:
+        """The validation split's predictions with the best epoch's weights, for ensemble
+        selection: `trial_<id>/val_predictions.npy`, float32 (rows, head units): probabilities
+        for classification ((rows, 1) sigmoid for binary), standardised values for regression.
+        The targets, encoded as the model was trained on them, go once to `val_targets.npy`.
+        A trial's file is rows x units x 4 bytes (10k rows x 10 classes: 400 kB); above
+        PREDICTIONS_MAX_BYTES they are not kept (said once)."""
+        units = self.hypermodel.prep.head.units
+        rows = len(self._val_targets())
+        if rows * units * 4 > PREDICTIONS_MAX_BYTES:
+            if not self._predictions_skipped:
+                self._predictions_skipped = True
+                self.on_event(events.Notice(text=f"validation predictions not kept for ensembling: {rows} rows x {units} outputs "
+                                            f"is over {PREDICTIONS_MAX_BYTES >> 20} MB per trial"))
+            return
+        if best.weights is not None:
+            model.set_weights(best.weights)
+        pred = model.predict(val, verbose=0)
+        save_npy_atomic(Path(self.project_dir) / f"trial_{trial_id}" / "val_predictions.npy", np.asarray(pred, "float32").reshape(len(pred), -1))
+
     def _may_be_best(self, score: float) -> bool:
-        """Only the best trial's weights are ever loaded, except under Hyperband, whose later
-        rounds continue from earlier trials' checkpoints."""
+        """Only the best `keep_weights` trials' weights are ever loaded (the export's, and the
+        ensemble's candidates), except under Hyperband, whose later rounds continue from
+        earlier trials' checkpoints."""
         if isinstance(self.oracle, kt.oracles.HyperbandOracle):
             return True
         try:
-            best = self.oracle.get_best_trials(1)
+            best = self.oracle.get_best_trials(self.keep_weights)
         except Exception:  # a chief that cannot answer: keep the weights rather than lose them
             return True
-        if not best or best[0].score is None:
+        scores = [t.score for t in best if t.score is not None]
+        if len(scores) < self.keep_weights:
             return True
-        return not self.oracle.objective.better_than(best[0].score, score)
+        return not self.oracle.objective.better_than(scores[-1], score)
+
+    def _prune_weights(self) -> None:
+        """Disk stays bounded: checkpoints of trials no longer among the best `keep_weights` go."""
+        if isinstance(self.oracle, kt.oracles.HyperbandOracle) or not isinstance(self.oracle, kt.Oracle):
+            return
+        keep = {t.trial_id for t in self.oracle.get_best_trials(self.keep_weights)}
+        for tid in self.oracle.trials:
+            path = kt_private.checkpoint_file(self, tid)
+            if tid not in keep and os.path.exists(path):
+                os.remove(path)
 
     def _epoch_end(self, trial, epoch, epochs, logs):
         # Reporting each epoch to the oracle is also the heartbeat a distributed chief watches.
@@ -120,6 +198,7 @@ class MmautoTuner(kt.Tuner):
         super().on_trial_end(trial)
         self.on_event(events.TrialEnd(trial=self.oracle.get_trial(trial.trial_id), seconds=self.seconds.get(trial.trial_id)))
         self._save_seconds()
+        self._prune_weights()
         self._check_budget()
 
     def _save_seconds(self):
@@ -127,7 +206,8 @@ class MmautoTuner(kt.Tuner):
         for tid, secs in self.seconds.items():
             folder = Path(self.project_dir) / f"trial_{tid}"
             if folder.exists():
-                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3)})
+                epochs = {"epochs": self.epochs_run[tid]} if tid in self.epochs_run else {}
+                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3), **epochs})
 
     def all_seconds(self) -> dict:
         out = {}
@@ -135,7 +215,30 @@ class MmautoTuner(kt.Tuner):
             out[f.parent.name[len("trial_"):]] = json.loads(f.read_text())["seconds"]
         return out
 
+    def trial_costs(self) -> list[tuple[float, int]]:
+        """(seconds, epochs run) of every finished trial of the run, from seconds.json (a file
+        from before epochs were recorded counts the configured epochs)."""
+        out = []
+        for f in Path(self.project_dir).glob("trial_*/seconds.json"):
+            d = json.loads(f.read_text())
+            out.append((float(d["seconds"]), int(d.get("epochs", self.epochs))))
+        return out
+
+    def trial_epochs(self, hp) -> tuple[int, int]:
+        """(initial epoch, last epoch) of a trial: Hyperband's when it sets them, else 0 and
+        train.epochs; no more than `epoch_cap` epochs when the budget left is short."""
+        epochs = hp.values.get("tuner/epochs", self.epochs)
+        initial = hp.values.get("tuner/initial_epoch", 0)
+        if self.epoch_cap is not None:
+            epochs = min(epochs, initial + self.epoch_cap)
+        return initial, epochs
+
     def _check_budget(self):
+        """Before each trial: stop at max_trials; with a deadline, run the next trial in full
+        when the median trial fits in the time left, else a shorter one (as many epochs as the
+        median seconds per epoch, trial overheads included, fit), and stop only when not even
+        one epoch does. The Deadline callback still ends any trial at the deadline."""
+        self.epoch_cap = None
         if not isinstance(self.oracle, kt.Oracle):
             return  # a distributed worker: the chief's oracle keeps the budget
         done = len(self.oracle.trials)
@@ -144,11 +247,19 @@ class MmautoTuner(kt.Tuner):
             return
         if self.deadline is None:
             return
-        times = list(self.all_seconds().values())
-        estimate = statistics.median(times) if times else 0.0
-        if time.time() + estimate + self.reserve > self.deadline:
-            self.oracle.max_trials = done
-            self.stop_reason = f"time budget: the next trial (about {estimate:.0f}s) would not end in time"
+        costs = self.trial_costs()
+        estimate = statistics.median(s for s, _ in costs) if costs else 0.0
+        left = self.deadline - self.clock() - self.reserve
+        if estimate <= left:
+            return
+        per_epoch = statistics.median(s / max(e, 1) for s, e in costs)
+        epochs = int(left // per_epoch) if per_epoch > 0 else 0
+        if epochs >= 1:
+            self.epoch_cap = epochs
+            return
+        self.oracle.max_trials = done
+        self.stop_reason = (f"time budget: {max(left, 0):.0f}s left, less than one epoch (about {per_epoch:.0f}s) "
+                            f"of the next trial (about {estimate:.0f}s in full)")
 
     def search(self, *args, **kwargs):
         # keras-tuner collects garbage twice before every trial. With TensorFlow's ~450k

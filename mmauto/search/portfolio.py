@@ -1,0 +1,140 @@
+"""A portfolio: the first trials of a search are configurations known to be strong for the mix
+of input modalities; the oracle explores after them (see `oracles.PortfolioFirst`).
+
+An entry names settings per modality (given to every input of that modality, with hp names
+relative to the input: "encoder", "tfidf/width") and shared ones ("fusion", "learning_rate").
+It is used when the inputs include one of its `modalities` (all of them with `needs_all`).
+Resolved against a search space, an entry is merged over the space's defaults; a value the
+space does not allow falls back to the default (a width the manifest pinned stays pinned),
+except an encoder or fusion choice, the entry's point: one the manifest rules out drops the
+entry. Entries are tried in the order written, at most MAX_ENTRIES of them per search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+# Portfolio trials per search at most: the rest of the budget is the oracle's.
+MAX_ENTRIES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    modalities: tuple[str, ...]  # used when the inputs include one of these (all: needs_all)
+    per_modality: Mapping[str, Mapping[str, object]]  # modality -> {hp name relative to the input: value}
+    shared: Mapping[str, object]  # hp name -> value
+    why: str
+    needs_all: bool = False
+
+
+# The lead fills in the bench's figures for each entry ("why"); values must exist in the
+# encoders' and fusions' choices (see mmauto/encoders/*, mmauto/fusion/*, hypermodel.build),
+# or they fall back to the space's defaults.
+PORTFOLIO: tuple[Entry, ...] = (
+    Entry(
+        "text+table: tfidf, ft_transformer, transformer fusion",
+        ("text", "tabular"),
+        {"text": {"encoder": "tfidf", "tfidf/width": 64}, "tabular": {"encoder": "ft_transformer", "ft_transformer/width": 32}},
+        {"fusion": "transformer", "width": 64, "dropout": 0.1, "learning_rate": 1e-3},
+        "The best trial on Clothing reviews / Recommended_IND (bench/RESULTS.md: 0.906 test accuracy): "
+        "TF-IDF text, an FT-Transformer over the table and transformer fusion.",
+        needs_all=True,
+    ),
+    Entry(
+        "text: tfidf, concat (linear-ish)",
+        ("text",),
+        {"text": {"encoder": "tfidf", "tfidf/width": 64}, "tabular": {"encoder": "mlp", "mlp/width": 64, "mlp/depth": 2}},
+        {"fusion": "concat", "concat/depth": 1, "width": 64, "dropout": 0.1, "learning_rate": 3e-3},
+        "TF-IDF of n-grams and one linear projection, then one dense layer and the head: the strong "
+        "small-data text baseline (nearly a linear model on bag-of-words), cheap and rarely bad.",
+    ),
+    Entry(
+        "image/audio: cnn 32x3",
+        ("image", "audio"),
+        {"image": {"encoder": "cnn", "cnn/width": 32, "cnn/depth": 3}, "audio": {"encoder": "cnn", "cnn/width": 32, "cnn/depth": 3}},
+        {"fusion": "sum", "width": 64, "dropout": 0.1, "learning_rate": 3e-3},
+        "The wider, deeper built-in CNN with sum fusion: AV-digits image+audio reached 1.000 test "
+        "accuracy with cnn encoders and sum fusion (bench/RESULTS.md).",
+    ),
+    Entry(
+        "table: mlp 64x2",
+        ("tabular",),
+        {"tabular": {"encoder": "mlp", "mlp/width": 64, "mlp/depth": 2}},
+        {"fusion": "concat", "concat/depth": 1, "width": 64, "dropout": 0.1, "learning_rate": 3e-3},
+        "An MLP over the normalised, one-hot table: the usual strong default for small tables.",
+    ),
+)
+
+
+# Values that define an entry: when the space rules one out, the entry is not used.
+def _defining(name: str) -> bool:
+    return name == "fusion" or name.endswith("/encoder")
+
+
+def entries_for(modalities: Mapping[str, str], portfolio=PORTFOLIO) -> list[tuple[Entry, dict]]:
+    """The entries used for these inputs (input name -> modality), in order, each with its
+    wanted hp values (partial, hp names scoped by input)."""
+    present = set(modalities.values())
+    out = []
+    for entry in portfolio:
+        needed = set(entry.modalities)
+        if not (needed <= present if entry.needs_all else needed & present):
+            continue
+        wanted = dict(entry.shared)
+        for name, modality in modalities.items():
+            for key, value in entry.per_modality.get(modality, {}).items():
+                wanted[f"{name}/{key}"] = value
+        out.append((entry, wanted))
+    return out
+
+
+def valid(hp, value) -> bool:
+    """Whether a keras-tuner hyperparameter allows this value."""
+    from keras_tuner.src.engine.hyperparameters import hp_types
+
+    if isinstance(hp, hp_types.Fixed):
+        return value == hp.value
+    if isinstance(hp, hp_types.Boolean):
+        return isinstance(value, bool)
+    if isinstance(hp, hp_types.Choice):
+        return value in hp.values
+    if isinstance(hp, (hp_types.Int, hp_types.Float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not hp.min_value <= value <= hp.max_value:
+            return False
+        return not isinstance(hp, hp_types.Int) or not hp.step or (value - hp.min_value) % hp.step == 0
+    return False
+
+
+def resolve(wanted: Mapping[str, object], space) -> dict | None:
+    """The full values of one trial: `wanted` merged over the defaults of `space` (a
+    keras-tuner HyperParameters), only active hyperparameters, as the oracles fill them.
+    None when the space rules out one of the entry's encoder or fusion choices."""
+    import keras_tuner as kt
+
+    for name, value in wanted.items():
+        hps = [hp for hp in space.space if hp.name == name]
+        if _defining(name) and hps and not any(valid(hp, value) for hp in hps):
+            return None
+    hps = kt.HyperParameters()
+    for hp in space.space:
+        hps.merge([hp])
+        if hps.is_active(hp):
+            value = wanted.get(hp.name, hp.default)
+            hps.values[hp.name] = value if valid(hp, value) else hp.default
+    return dict(hps.values)
+
+
+def values_for(modalities: Mapping[str, str], space, portfolio=PORTFOLIO, limit: int = MAX_ENTRIES) -> list[tuple[str, dict]]:
+    """(entry name, full hp values) for the first `limit` entries that fit these inputs and
+    this space, without repeats."""
+    out, seen = [], []
+    for entry, wanted in entries_for(modalities, portfolio):
+        values = resolve(wanted, space)
+        if values is not None and values not in seen:
+            seen.append(values)
+            out.append((entry.name, values))
+        if len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,100 @@
+"""Greedy ensemble selection (mmauto.search.ensemble) on synthetic validation predictions."""
+
+import numpy as np
+import pytest
+
+from mmauto.search import ensemble
+
+
+def complementary_binary(rows=200, seed=0):
+    """Two weak trials, each confident and right on its own half of the rows and unsure (0.5)
+    on the other, and a mediocre one; together the first two beat every single trial."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, rows).astype("float32").reshape(-1, 1)
+    half = np.arange(rows) < rows // 2
+    sure = np.where(y[:, 0] == 1, 0.9, 0.1)
+    a = np.where(half, sure, 0.5).reshape(-1, 1)
+    b = np.where(~half, sure, 0.5).reshape(-1, 1)
+    c = np.where(y[:, 0] == 1, 0.6, 0.4).reshape(-1, 1)
+    return {"0": a.astype("float32"), "1": b.astype("float32"), "2": c.astype("float32")}, y
+
+
+def test_complementary_trials_beat_the_best_single_one():
+    preds, y = complementary_binary()
+    result = ensemble.select(preds, y, ensemble.scorer("binary"))
+    assert result.metric == "log_loss"
+    assert result.score < result.best_single_score - 0.02
+    assert set(result.members) >= {"0", "1"}
+    assert sum(result.weights) == pytest.approx(1.0)
+    assert all(w > 0 for w in result.weights)
+    blended = ensemble.blend(preds, result.members, result.weights)
+    assert blended.dtype == np.float32 and blended.shape == y.shape
+    assert ensemble.scorer("binary")(y, blended) == pytest.approx(result.score, rel=1e-5)
+
+
+def test_a_dominant_trial_gets_all_the_weight():
+    rng = np.random.default_rng(1)
+    rows, classes = 150, 4
+    y = rng.integers(0, classes, rows)
+    good = np.full((rows, classes), 0.02)
+    good[np.arange(rows), y] = 0.94
+    noisy = [rng.dirichlet(np.ones(classes), rows) for _ in range(3)]
+    preds = {"3": noisy[0], "7": good, "10": noisy[1], "12": noisy[2]}
+    result = ensemble.select(preds, y, ensemble.scorer("multiclass"), size=25)
+    assert result.members == ["7"] and result.weights == [1.0]
+    assert result.best_single == "7" and result.score == pytest.approx(result.best_single_score)
+
+
+def test_selection_is_deterministic_and_ties_keep_fewer_members():
+    preds, y = complementary_binary(seed=3)
+    preds["5"] = preds["0"].copy()  # an exact duplicate of trial 0: never a second member
+    runs = [ensemble.select(dict(reversed(list(preds.items()))) if i % 2 else preds, y, ensemble.scorer("binary")) for i in range(3)]
+    assert all(r == runs[0] for r in runs)
+    assert not {"0", "5"} <= set(runs[0].members)
+
+
+def test_regression_and_sorted_initialisation():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=(300, 1))
+    noise = rng.normal(size=(4, 300, 1))
+    # Independent errors: the mean of several trials has a smaller RMSE than any one.
+    preds = {str(i): y + 0.5 * noise[i] for i in range(4)}
+    rmse = ensemble.scorer("regression")
+    assert rmse.name == "rmse"
+    result = ensemble.select(preds, y, rmse, size=10)
+    assert len(result.members) >= 3 and result.score < result.best_single_score
+    init = ensemble.select(preds, y, rmse, size=10, sorted_init=2)
+    assert len(init.members) >= 2 and sum(init.weights) == pytest.approx(1.0)
+    assert init.trajectory[0] == pytest.approx(rmse(y, (preds[init.best_single] + preds[init.members[1]]) / 2))
+
+
+def test_scorer_per_kind_and_objective():
+    y = np.array([[1, 0], [0, 1], [1, 1]], "float32")
+    p = np.array([[0.9, 0.2], [0.3, 0.7], [0.6, 0.8]], "float32")
+    assert ensemble.scorer("multilabel").name == "log_loss" and ensemble.scorer("multilabel")(y, p) > 0
+    assert ensemble.scorer("multiclass", "val_accuracy").name == "error_rate"
+    assert ensemble.scorer("binary", "val_auc")(np.array([0, 1, 1]), np.array([0.2, 0.8, 0.6])) == pytest.approx(0.0)
+    assert ensemble.scorer("regression", "val_mae").name == "mae"
+    with pytest.raises(ValueError):
+        ensemble.scorer("ranking")
+    with pytest.raises(ValueError):
+        ensemble.scorer("regression", "val_accuracy")
+
+
+def test_non_finite_trials_are_left_out_and_shapes_checked():
+    preds, y = complementary_binary()
+    preds["9"] = np.full_like(preds["0"], np.nan)
+    assert "9" not in ensemble.select(preds, y, ensemble.scorer("binary")).members
+    with pytest.raises(ValueError):
+        ensemble.select({"0": preds["0"][:10]}, y, ensemble.scorer("binary"))
+
+
+def test_load_reads_a_search_folder(tmp_path):
+    preds, y = complementary_binary(rows=20)
+    np.save(tmp_path / "val_targets.npy", y)
+    for tid, p in preds.items():
+        (tmp_path / f"trial_{tid}").mkdir()
+        np.save(tmp_path / f"trial_{tid}" / "val_predictions.npy", p)
+    loaded, targets = ensemble.load(tmp_path)
+    assert sorted(loaded) == ["0", "1", "2"] and np.array_equal(targets, y)
+    assert list(ensemble.load(tmp_path, ["1"])[0]) == ["1"]

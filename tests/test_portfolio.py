@@ -1,0 +1,93 @@
+"""The portfolio: a search's first trials are its entries, in order, then the oracle's own
+choices; a resumed search goes on with the next entry."""
+
+import keras_tuner as kt
+import pytest
+
+from mmauto.search import oracles, portfolio
+from mmauto.search.portfolio import Entry
+
+INPUTS = {"review": "text", "meta": "tabular"}
+ENTRIES = (
+    # Needs an image input: not used for text + table.
+    Entry("image", ("image",), {"image": {"encoder": "cnn"}}, {"fusion": "sum"}, "test"),
+    Entry("first", ("text",), {"text": {"encoder": "tfidf", "tfidf/width": 32}}, {"fusion": "concat", "learning_rate": 3e-3}, "test"),
+    # Its fusion is not in the space (the manifest's choices): dropped.
+    Entry("pinned out", ("text",), {"text": {"encoder": "textcnn"}}, {"fusion": "transformer"}, "test"),
+    # A width the space does not allow falls back to the default; the encoder choice stays.
+    Entry("second", ("tabular",), {"tabular": {"encoder": "ft_transformer"}, "text": {"encoder": "textcnn", "textcnn/width": 48}},
+          {"fusion": "gated", "width": 999}, "test"),
+)
+
+
+def space():
+    hp = kt.HyperParameters()
+    hp.Choice("review/encoder", ["tfidf", "textcnn"])
+    with hp.conditional_scope("review/encoder", ["tfidf"]):
+        hp.Choice("review/tfidf/width", [32, 64], default=64)
+    with hp.conditional_scope("review/encoder", ["textcnn"]):
+        hp.Choice("review/textcnn/width", [32, 64])
+    hp.Choice("meta/encoder", ["mlp", "ft_transformer"])
+    hp.Fixed("width", 16)
+    hp.Choice("fusion", ["concat", "gated", "sum"])
+    with hp.conditional_scope("fusion", ["concat"]):
+        hp.Choice("concat/depth", [1, 2, 3], default=1)
+    hp.Float("learning_rate", 3e-4, 1e-2, sampling="log")
+    return hp
+
+
+FIRST = {"review/encoder": "tfidf", "review/tfidf/width": 32, "meta/encoder": "mlp", "width": 16, "fusion": "concat",
+         "concat/depth": 1, "learning_rate": 3e-3}
+SECOND = {"review/encoder": "textcnn", "review/textcnn/width": 32, "meta/encoder": "ft_transformer", "width": 16,
+          "fusion": "gated", "learning_rate": 3e-4}
+
+
+def test_entries_resolve_against_the_space():
+    assert portfolio.values_for(INPUTS, space(), ENTRIES) == [("first", FIRST), ("second", SECOND)]
+    assert portfolio.values_for(INPUTS, space(), ENTRIES, limit=1) == [("first", FIRST)]
+    # The built-in portfolio: text + table starts from TF-IDF (its first usable entry here).
+    builtin = portfolio.values_for(INPUTS, space())
+    assert builtin and builtin[0][1]["review/encoder"] == "tfidf"
+    assert all(len(e.why) > 20 for e in portfolio.PORTFOLIO)
+
+
+def make_oracle(kind, folder):
+    oracle = oracles.make_oracle(kind, "val_accuracy", max_trials=10, epochs=3, seed=1, max_failures=3)
+    oracle._set_project_dir(str(folder), "search")
+    oracle.update_space(space())
+    if (folder / "search" / "oracle.json").exists():
+        oracle.reload()
+    oracle.portfolio = portfolio.values_for(INPUTS, oracle.get_space(), ENTRIES)
+    return oracle
+
+
+def run_trials(oracle, n):
+    out = []
+    for _ in range(n):
+        trial = oracle.create_trial("tuner0")
+        assert trial.status == "RUNNING"
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5 + 0.01 * len(oracle.trials)})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+        oracle.save()  # as the tuner does after each trial (end_trial saves before the trial stops running)
+        out.append({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
+    return out
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+def test_first_trials_are_the_portfolio_then_the_oracle(kind, tmp_path):
+    values = run_trials(make_oracle(kind, tmp_path), 4)
+    assert values[0] == FIRST and values[1] == SECOND
+    assert all(v not in (FIRST, SECOND) for v in values[2:])
+
+
+@pytest.mark.parametrize("kind", ["random", "hyperband"])
+def test_resume_goes_on_with_the_next_entry(kind, tmp_path):
+    assert run_trials(make_oracle(kind, tmp_path), 1) == [FIRST]
+    # A new process: the oracle reloads oracle.json and takes the second entry, once.
+    resumed = make_oracle(kind, tmp_path)
+    assert resumed.portfolio_used == 1
+    values = run_trials(resumed, 2)
+    assert values[0] == SECOND and values[1] not in (FIRST, SECOND)
+    again = make_oracle(kind, tmp_path)
+    assert again.portfolio_used == 2 and run_trials(again, 1)[0] not in (FIRST, SECOND)
