@@ -156,3 +156,64 @@ def test_pipeline_shapes_and_dtypes(demo_copy):
     assert y.shape == (8,) and y.dtype.name == "int32"
     present = np.concatenate([b[0]["review__present"].numpy() for b in prep.batches(ds, 64, encoders)])
     assert present.sum() == len(present) - int((~splits["train"].present["review"]).sum())
+
+
+# === Values are read as written (issue 18) ===
+
+
+def test_na_like_strings_are_values_not_missing(demo_copy):
+    def fn(frame):
+        frame = frame.astype({"colour": object, "review": object, "label": object})
+        frame.loc[:11, "label"] = "NA"  # a class named NA, in enough rows to reach every split
+        frame.loc[0, "colour"] = "NA"
+        frame.loc[1, "review"] = "None"
+        frame.loc[2, "review"] = "null"
+        return frame
+
+    m = load_manifest(edit(demo_copy, fn))
+    splits = load_splits(m)
+    assert not splits.dropped
+    assert "NA" in splits.classes
+    rows = pd.concat([s.frame for s in splits.splits.values()]).set_index("id")
+    assert rows.loc[0, "colour"] == "NA" and rows.loc[1, "review"] == "None" and rows.loc[2, "review"] == "null"
+    assert sum(int((~s.present["review"]).sum()) for s in splits.splits.values()) == 0
+
+
+def test_numeric_missing_is_empty_or_nan_only(demo_copy):
+    path = edit(demo_copy, lambda f: f.astype({"price": object}).assign(
+        price=lambda g: ["", "NaN", "nan"] + g["price"].tolist()[3:]))
+    splits = load_splits(load_manifest(path))
+    assert not splits.dropped
+    path = edit(demo_copy, set_cell(5, "price", "NA"))
+    with pytest.raises(DataError, match=r"row 6: inputs.meta: column 'price' holds 'NA' \(a missing number is an empty cell or NaN\)"):
+        load_splits(load_manifest(path))
+
+
+def test_parquet_list_or_struct_column_is_an_error(demo_copy):
+    frame = pd.read_csv(demo_copy / "train.csv")
+    path = edit(demo_copy, manifest={"data": {"train": "train.parquet"}})
+    frame.assign(review=[t.split() for t in frame["review"]]).to_parquet(demo_copy / "train.parquet")
+    with pytest.raises(DataError, match=r"train.parquet: column 'review' holds a list \(row 1\) but inputs.review \(text\) takes one value per cell"):
+        load_splits(load_manifest(path))
+    frame.assign(colour=[{"name": c} for c in frame["colour"]]).to_parquet(demo_copy / "train.parquet")
+    with pytest.raises(DataError, match=r"column 'colour' holds a struct \(mapping\) \(row 1\) but inputs.meta \(tabular\)"):
+        load_splits(load_manifest(path))
+
+
+def test_duplicated_csv_column_is_an_error(demo_copy):
+    lines = (demo_copy / "train.csv").read_text().splitlines()
+    lines[0] = lines[0].replace(",colour,", ",price,")  # price twice: pandas would read the second as price.1
+    (demo_copy / "train.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"train.csv: column 'price' appears twice in the header \(columns 5 and 7\)"):
+        load_splits(load_manifest(demo_copy / "manifest.yaml"))
+
+
+def test_broken_jsonl_line_is_named(demo_copy):
+    frame = pd.read_csv(demo_copy / "train.csv")
+    frame.to_json(demo_copy / "train.jsonl", orient="records", lines=True)
+    lines = (demo_copy / "train.jsonl").read_text().splitlines()
+    lines[6] = lines[6][:-5]  # a record cut short
+    (demo_copy / "train.jsonl").write_text("\n".join(lines) + "\n")
+    path = edit(demo_copy, manifest={"data": {"train": "train.jsonl"}})
+    with pytest.raises(DataError, match=r"train.jsonl: line 7: not valid JSON"):
+        load_splits(load_manifest(path))

@@ -21,6 +21,7 @@ from mmauto.errors import DataError, did_you_mean
 from mmauto.manifest import Manifest
 from mmauto.modalities import MODALITIES
 from mmauto.modalities.base import cell_is_missing
+from mmauto.modalities.tabular import numeric_is_missing
 
 SPLITS = ("train", "validation", "test")
 
@@ -83,7 +84,7 @@ def target_values(manifest: Manifest, frame: pd.DataFrame):
     cells = frame[col].tolist()
     problems, values = [], []
     for i, v in enumerate(cells):
-        if cell_is_missing(v):
+        if cell_is_missing(v) or (manifest.task == "regression" and numeric_is_missing(v)):
             problems.append((i, "missing target", f"column '{col}' is empty"))
             values.append(None)
         elif manifest.task == "regression":
@@ -112,17 +113,41 @@ def sort_labels(labels) -> list[str]:
 # === Loading ===
 
 
-def _check_columns(manifest: Manifest, frame: pd.DataFrame, file: str) -> None:
-    wanted = [(manifest.target.column, "target" if isinstance(manifest.raw.get("target"), str) else "target.column")]
+def _check_columns(manifest: Manifest, frame: pd.DataFrame, file: str, with_target: bool = True) -> None:
+    wanted = []  # (column, manifest key, modality or None for the target, lists allowed)
+    if with_target:
+        key = "target" if isinstance(manifest.raw.get("target"), str) else "target.column"
+        wanted.append((manifest.target.column, key, None, False))
     for name, spec in manifest.inputs.items():
         mod = MODALITIES.get(spec.modality)()
         for col in mod.columns(spec.options):
-            wanted.append((col, f"inputs.{name}"))
-    for col, key in wanted:
+            wanted.append((col, f"inputs.{name}", spec.modality, mod.list_cells))
+    for col, key, _, _ in wanted:
         if col not in frame.columns:
             hint = did_you_mean(col, frame.columns)
             cols = ", ".join(list(frame.columns)[:20]) + (", ..." if len(frame.columns) > 20 else "")
             raise DataError(f"{file}: column '{col}' named by {key} is not in the table{hint} (columns: {cols})")
+    for col, key, modality, lists_ok in wanted:
+        _check_cell_kinds(frame[col], col, key, modality, lists_ok, file)
+
+
+def _check_cell_kinds(series: pd.Series, col: str, key: str, modality, lists_ok: bool, file: str) -> None:
+    """A struct (mapping) cell is never usable, and a list only where the modality takes one
+    (time series, embeddings): anything else would train on the object's printed form."""
+    if series.dtype != object:
+        return
+    for i, v in enumerate(series.tolist()):
+        if isinstance(v, dict):
+            kind = "a struct (mapping)"
+        elif isinstance(v, (list, tuple, np.ndarray)) and not lists_ok:
+            kind = "a list"
+        else:
+            continue
+        what = f"{key} ({modality}) takes" if modality else f"{key} takes"
+        one = "one value per cell" + ("; join the items into one string" if modality == "text" else "")
+        if lists_ok:
+            one = "a list of numbers or a path per cell"
+        raise DataError(f"{file}: column '{col}' holds {kind} (row {i + 1}) but {what} {one}")
 
 
 def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_target: bool):
@@ -150,10 +175,7 @@ def load_table_checked(manifest: Manifest, path: Path, with_target: bool = True)
     """Read one table and check it. Returns (frame, root, presence, problems)."""
     file = str(path)
     frame = read_table(path)
-    if with_target:
-        _check_columns(manifest, frame, file)
-    else:
-        _check_columns_inputs_only(manifest, frame, file)
+    _check_columns(manifest, frame, file, with_target)
     root = manifest.media_root(path)
     present, found = _row_problems(manifest, frame, root, with_target)
     problems = [
@@ -161,15 +183,6 @@ def load_table_checked(manifest: Manifest, path: Path, with_target: bool = True)
         for reason, items in found.items()
     ]
     return frame, root, present, problems
-
-
-def _check_columns_inputs_only(manifest, frame, file):
-    for name, spec in manifest.inputs.items():
-        mod = MODALITIES.get(spec.modality)()
-        for col in mod.columns(spec.options):
-            if col not in frame.columns:
-                hint = did_you_mean(col, frame.columns)
-                raise DataError(f"{file}: column '{col}' named by inputs.{name} is not in the table{hint} (columns: {', '.join(frame.columns)})")
 
 
 def _apply_policy(manifest: Manifest, frame, present, problems, dropped: list[Problem]):

@@ -37,6 +37,8 @@ class Modality(abc.ABC):
     Options: ClassVar[type[Strict]]
     # Encoders searched when the manifest leaves `encoder.type` unset (first one is the default).
     default_encoders: ClassVar[tuple[str, ...]] = ()
+    # Whether a cell may hold a list (a Parquet/JSONL list column); otherwise one value per cell.
+    list_cells: ClassVar[bool] = False
 
     # --- table side (no TensorFlow) -------------------------------------------------------
     def columns(self, opts) -> list[str]:

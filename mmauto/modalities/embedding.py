@@ -75,6 +75,7 @@ def parse_vector(value, root: Path, dim: int):
 class Embedding(Modality):
     Options = EmbeddingOptions
     default_encoders = ("projection",)
+    list_cells = True
 
     def check(self, opts, frame, root: Path) -> RowProblems:
         present = np.zeros(len(frame), dtype=bool)

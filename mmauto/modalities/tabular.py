@@ -45,10 +45,15 @@ def serving_key(column: str) -> str:
     return key if re.match(r"[A-Za-z_]", key) else f"c_{key}"
 
 
+def numeric_is_missing(raw) -> bool:
+    """A missing number: an empty cell, or NaN (written `NaN` or `nan`), as at serving time."""
+    return cell_is_missing(raw) or (isinstance(raw, str) and raw.strip().lower() == "nan")
+
+
 def parse_numeric(series: pd.Series) -> tuple[np.ndarray, list[int]]:
-    """float32 values (NaN for empty cells) and the rows holding text that is not a number."""
+    """float32 values (NaN for missing cells) and the rows holding text that is not a number."""
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
-    bad = [i for i, (v, raw) in enumerate(zip(values, series.tolist())) if np.isnan(v) and not cell_is_missing(raw)]
+    bad = [i for i, (v, raw) in enumerate(zip(values, series.tolist())) if np.isnan(v) and not numeric_is_missing(raw)]
     return values.astype("float32"), bad
 
 
@@ -77,7 +82,8 @@ class Tabular(Modality):
         for col in opts.numeric:
             values, bad = parse_numeric(frame[col])
             present |= ~np.isnan(values)
-            problems += [(i, "unparsable number", f"column '{col}' holds {frame[col].iloc[i]!r}") for i in bad]
+            problems += [(i, "unparsable number", f"column '{col}' holds {frame[col].iloc[i]!r} (a missing number is an empty cell or NaN)")
+                         for i in bad]
             inf = np.where(np.isinf(values))[0]
             problems += [(int(i), "unparsable number", f"column '{col}' holds an infinite value") for i in inf]
         for col in opts.categorical:

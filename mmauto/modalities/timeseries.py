@@ -138,6 +138,7 @@ def fix_length(arr: Optional[np.ndarray], opts) -> np.ndarray:
 class Timeseries(Modality):
     Options = TimeseriesOptions
     default_encoders = ("tcn", "ts_transformer")
+    list_cells = True
 
     def check(self, opts, frame, root: Path) -> RowProblems:
         refs = [_ref(v, root) for v in frame[opts.column].tolist()]
