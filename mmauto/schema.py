@@ -28,9 +28,17 @@ def key_path(parts) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
+    import reprlib
+
     if isinstance(value, dict):
-        text = "a mapping"
+        return "a mapping"
+    # Bounded: a huge value (a long list, a string of megabytes) is never printed in full.
+    if isinstance(value, str):
+        text = repr(value[:61])
+    else:
+        short = reprlib.Repr()
+        short.maxlevel, short.maxlist, short.maxtuple, short.maxstring, short.maxother = 2, 6, 6, 64, 64
+        text = short.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -106,5 +114,25 @@ def validate_model(model: type[BaseModel], data: Any, where: str, prefix: tuple 
         errors = exc.errors(include_url=False)
         # A value error from our own validators says more than the union noise around it.
         errors.sort(key=lambda e: e.get("type") not in ("value_error", "extra_forbidden", "missing"))
+        misspelt = _misspelt_required(errors)
+        if misspelt:
+            extra, name = misspelt
+            key, what = explain(extra, model, prefix)
+            what = what.replace(f"did you mean '{name}'?", f"did you mean '{name}' (required, missing)?", 1)
+            raise ManifestError(where, key, what) from None
         key, what = explain(errors[0], model, prefix)
         raise ManifestError(where, key, what) from None
+
+
+def _misspelt_required(errors):
+    """(the unknown-key error, the required key's name) when a missing required key was
+    written under a close misspelling (`taget:` for `target:`), else None."""
+    for missing in (e for e in errors if e.get("type") == "missing"):
+        loc = _visible(missing.get("loc", ()))
+        if not loc or not isinstance(loc[-1], str):
+            continue
+        for extra in (e for e in errors if e.get("type") == "extra_forbidden"):
+            eloc = _visible(extra.get("loc", ()))
+            if eloc and eloc[:-1] == loc[:-1] and did_you_mean(eloc[-1], [loc[-1]]):
+                return extra, loc[-1]
+    return None
