@@ -14,6 +14,12 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Check a manifest and its data without training."""
+    from mmauto.manifest import read_yaml
+    from mmauto_cli.output import import_tensorflow_quietly
+
+    path = manifest.resolve()
+    read_yaml(path, str(path))  # a missing or malformed file is reported before TensorFlow loads
+    import_tensorflow_quietly()
     from mmauto import api
 
     summary = api.validate(manifest)
