@@ -14,8 +14,9 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Check a manifest and its data without training."""
-    from mmauto.manifest import read_yaml
     from mmauto_cli.output import import_tensorflow_quietly
+
+    from mmauto.manifest import read_yaml
 
     path = manifest.resolve()
     read_yaml(path, str(path))  # a missing or malformed file is reported before TensorFlow loads

@@ -126,6 +126,7 @@ def test_validate_missing_file_does_not_import_tensorflow(tmp_path):
         "try:\n    main()\nexcept SystemExit as exc:\n"
         "    print('exit', exc.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nope.yaml")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nope.yaml")],
+                       capture_output=True, text=True, timeout=120, check=False)
     assert r.stdout.split() == ["exit", "2", "False", "False"], r.stdout + r.stderr
     assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.yaml'}: file not found"]
