@@ -217,3 +217,44 @@ def test_broken_jsonl_line_is_named(demo_copy):
     path = edit(demo_copy, manifest={"data": {"train": "train.jsonl"}})
     with pytest.raises(DataError, match=r"train.jsonl: line 7: not valid JSON"):
         load_splits(load_manifest(path))
+
+
+def test_media_the_graph_cannot_decode_are_bad_rows(demo_copy):
+    """Files whose headers look fine but that TF's decoders refuse: a WAV cut short by one byte,
+    a WAV with streaming (0xFFFFFFFF) sizes, a truncated BMP (Pillow's verify() passes it)."""
+    import io
+
+    import soundfile as sf
+    from PIL import Image
+
+    buf = io.BytesIO()
+    sf.write(buf, (np.sin(np.arange(8000) / 5) * 0.5).astype("float32"), 16000, format="WAV", subtype="PCM_16")
+    wav = buf.getvalue()
+    (demo_copy / "audio" / "cut.wav").write_bytes(wav[:-1])
+    stream = bytearray(wav)
+    stream[4:8] = b"\xff\xff\xff\xff"
+    at = stream.index(b"data")
+    stream[at + 4 : at + 8] = b"\xff\xff\xff\xff"
+    (demo_copy / "audio" / "stream.wav").write_bytes(bytes(stream))
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buf, format="BMP")
+    (demo_copy / "images" / "cut.bmp").write_bytes(buf.getvalue()[:-100])
+
+    def fn(frame):
+        frame.loc[3, "audio"] = "audio/cut.wav"
+        frame.loc[7, "audio"] = "audio/stream.wav"
+        frame.loc[9, "image"] = "images/cut.bmp"
+        return frame
+
+    path = edit(demo_copy, fn)
+    with pytest.raises(DataError) as err:
+        load_splits(load_manifest(path))
+    msg = str(err.value)
+    assert "train.csv: 1 row(s) with corrupt image (rows 10); e.g. row 10:" in msg and "cut.bmp: Input size should match" in msg, msg
+    edit(demo_copy, manifest={"data": {"on_error": "skip"}})
+    splits = load_splits(load_manifest(path))
+    got = {p.reason: p.rows for p in splits.dropped}
+    assert got == {"corrupt image": [10], "corrupt audio": [4, 8]}
+    audio = next(p for p in splits.dropped if p.reason == "corrupt audio")
+    assert "cut.wav: Data too short" in audio.details[0] and "stream.wav: WAV data chunk 'data' is too large" in audio.details[1]
+    assert sum(s.rows for s in splits.splits.values()) == 117

@@ -1,4 +1,5 @@
-"""Load the manifest's tables, check every row, and split. No TensorFlow here.
+"""Load the manifest's tables, check every row, and split. TensorFlow only runs the media
+decoders (image, audio) the model's graph runs, so a file they refuse is a bad row here.
 
 A missing cell (no photo, empty text, NaN) is not an error: it is a missing modality. Broken
 things are: a path to a file that does not exist, a corrupt file, a number that does not
