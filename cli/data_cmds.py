@@ -39,6 +39,10 @@ def validate(
     c.print(table)
     for p in summary["dropped"]:
         c.print(f"[yellow]dropped[/] {p['count']} row(s) of {p['file']}: {p['reason']} (rows {', '.join(map(str, p['rows']))})")
+    if summary["dropped"]:
+        from mmauto_cli.model_cmds import dropped_line
+
+        c.print(f"[yellow]dropped[/] {dropped_line(summary)} in all")
     c.print("[green]ok[/]: the manifest and its data are valid")
 
 

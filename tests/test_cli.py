@@ -130,3 +130,11 @@ def test_validate_missing_file_does_not_import_tensorflow(tmp_path):
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.stdout.split() == ["exit", "2", "False", "False"], r.stdout + r.stderr
     assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.yaml'}: file not found"]
+
+
+def test_predict_out_folder_fails_before_loading(tmp_path):
+    (tmp_path / "data.csv").write_text("id\n1\n")
+    r = run_cli("predict", tmp_path / "no_run", tmp_path / "data.csv", "--out", tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: --out: {tmp_path} is a folder; give a file path such as {tmp_path / 'predictions.csv'} (.csv, .tsv, .parquet, .jsonl)"]

@@ -258,3 +258,72 @@ def test_media_the_graph_cannot_decode_are_bad_rows(demo_copy):
     audio = next(p for p in splits.dropped if p.reason == "corrupt audio")
     assert "cut.wav: Data too short" in audio.details[0] and "stream.wav: WAV data chunk 'data' is too large" in audio.details[1]
     assert sum(s.rows for s in splits.splits.values()) == 117
+
+
+def test_dropped_rows_are_counted_once_with_counts_per_reason(demo_copy):
+    from mmauto.summary import summarize
+
+    def fn(frame):
+        frame = frame.astype({"price": object})
+        frame.loc[3, "image"] = "images/none.png"  # row 4: two problems
+        frame.loc[3, "price"] = "cheap"
+        frame.loc[5, "audio"] = "audio/none.wav"  # row 6
+        return frame
+
+    path = edit(demo_copy, fn)
+    with pytest.raises(DataError, match=r"\(\+0 more bad row\(s\); also unparsable number in 1 row\(s\)\)"):
+        load_splits(load_manifest(path))
+    frame = pd.read_csv(demo_copy / "train.csv")
+    # A validation table whose row 2 is dropped first: row 3's unseen class keeps its own number.
+    val = frame.iloc[20:40].assign(label=["low", "low", "other"] + ["low"] * 17)
+    val.loc[val.index[1], "image"] = "images/none.png"
+    val.to_csv(demo_copy / "val.csv", index=False)
+    edit(demo_copy, manifest={"data": {"on_error": "skip", "validation": "val.csv"}})
+    splits = load_splits(load_manifest(path))
+    summary = summarize(splits)
+    assert summary["dropped_rows"] == 4  # rows 4 and 6 of train.csv, rows 2 and 3 of val.csv
+    assert summary["dropped_by_reason"] == {"missing media file": 3, "a class never seen in training": 1, "unparsable number": 1}
+    unseen = next(p for p in splits.dropped if p.reason == "a class never seen in training")
+    assert unseen.rows == [3] and splits["validation"].rows == 18
+    from mmauto_cli.model_cmds import dropped_line
+
+    assert dropped_line(summary) == "4 bad row(s) (missing media file: 3, a class never seen in training: 1, unparsable number: 1)"
+
+
+def test_predict_checks_key_and_out_before_predicting(demo_copy, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mmauto import api, evaluation
+    from mmauto.errors import MmautoError
+
+    m = load_manifest(demo_copy / "manifest.yaml")
+    monkeypatch.setattr(api, "_open", lambda run_dir: (m, SimpleNamespace(manifest=m), None))
+    monkeypatch.setattr(evaluation, "predict_frame", lambda *a, **k: pytest.fail("predictions were computed"))
+    with pytest.raises(DataError, match=r"--key: column 'ide' is not in .*train.csv; did you mean 'id'\? \(columns: id, image"):
+        api.predict("run", demo_copy / "train.csv", tmp_path / "p.csv", key_columns=["ide"])
+    with pytest.raises(MmautoError, match=r"--out: .* is a folder; give a file path such as"):
+        api.predict("run", demo_copy / "train.csv", tmp_path, key_columns=["id"])
+    with pytest.raises(MmautoError, match=r"--out: .*train.csv is a file"):
+        api.predict("run", demo_copy / "train.csv", demo_copy / "train.csv" / "p.csv")
+
+
+def test_numeric_overflow_is_a_bad_row_without_numpy_warnings(demo_copy):
+    import warnings
+
+    from mmauto.modalities.tabular import Tabular, TabularOptions
+
+    def fn(frame):
+        frame = frame.astype({"price": object})
+        frame.loc[3, "price"] = "1e39"
+        frame.loc[4:5, "weight"] = 3e38  # in range; their float32 sum is not
+        return frame
+
+    path = edit(demo_copy, fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(DataError, match=r"row 4: inputs.meta: column 'price' holds 1e\+39, beyond float32's range"):
+            load_splits(load_manifest(path))
+        frame = pd.read_csv(path.parent / "train.csv", keep_default_na=False).drop(index=3)
+        opts = TabularOptions(numeric=["price", "weight"])
+        state = Tabular().fit_state(opts, Tabular().raw_values("meta", opts, frame, path.parent))
+    assert np.isfinite(state["mean"]).all() and np.isfinite(state["std"]).all()
