@@ -327,3 +327,27 @@ def test_numeric_overflow_is_a_bad_row_without_numpy_warnings(demo_copy):
         opts = TabularOptions(numeric=["price", "weight"])
         state = Tabular().fit_state(opts, Tabular().raw_values("meta", opts, frame, path.parent))
     assert np.isfinite(state["mean"]).all() and np.isfinite(state["std"]).all()
+
+
+def test_large_images_pass_quietly_and_huge_ones_are_bad_rows(demo_copy, monkeypatch):
+    """Pillow's bounds, scaled down: 1,100 pixels warn (a 10000x10000 photo with the real
+    bound), over 2,200 is a decompression-bomb error."""
+    import warnings
+
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1100)
+    Image.new("RGB", (40, 40), (0, 90, 0)).save(demo_copy / "images" / "large.png")
+    Image.new("RGB", (50, 50), (0, 90, 0)).save(demo_copy / "images" / "huge.png")
+
+    def fn(frame):
+        frame.loc[2, "image"] = "images/large.png"
+        frame.loc[6, "image"] = "images/huge.png"
+        return frame
+
+    path = edit(demo_copy, fn, manifest={"data": {"on_error": "skip"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        splits = load_splits(load_manifest(path))
+    assert [(p.reason, p.rows) for p in splits.dropped] == [("image too large", [7])]
+    assert splits.dropped[0].details[0].endswith("huge.png has 2,500 pixels; the limit is 2,200")

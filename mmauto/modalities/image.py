@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -16,12 +17,23 @@ _FORMATS = {"JPEG", "PNG", "BMP", "GIF", "MPO"}
 
 
 def _probe_image(path: str):
+    """Large images are fine (they are resized in the graph): Pillow's DecompressionBombWarning
+    is silenced; beyond its hard bound (2 x MAX_IMAGE_PIXELS, about 179 million pixels) the
+    image is an "image too large" row."""
+    import warnings
+
     from PIL import Image as PILImage
 
     try:
-        with PILImage.open(path) as im:
-            fmt = im.format
-            im.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as im:
+                fmt = im.format
+                im.verify()
+    except PILImage.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        return "image too large", f"{path} has {size}; the limit is {2 * PILImage.MAX_IMAGE_PIXELS:,}"
     except Exception as exc:  # PIL raises many kinds for broken files
         return "corrupt image", f"{path}: {type(exc).__name__}"
     if fmt not in _FORMATS:
