@@ -271,7 +271,7 @@ def test_dropped_rows_are_counted_once_with_counts_per_reason(demo_copy):
         return frame
 
     path = edit(demo_copy, fn)
-    with pytest.raises(DataError, match=r"\(\+0 more bad row\(s\); also unparsable number in 1 row\(s\)\)"):
+    with pytest.raises(DataError, match=r"not found; also unparsable number in 1 row\(s\); fix them"):
         load_splits(load_manifest(path))
     frame = pd.read_csv(demo_copy / "train.csv")
     # A validation table whose row 2 is dropped first: row 3's unseen class keeps its own number.

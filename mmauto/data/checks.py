@@ -216,7 +216,7 @@ def _apply_policy(manifest: Manifest, frame, present, problems, dropped: list[Pr
         first = problems[0]
         more = len({r for p in problems[1:] for r in p.rows} - set(first.rows))
         others = ", ".join(f"{p.reason} in {len(p.rows)} row(s)" for p in problems[1:])
-        tail = f" (+{more} more bad row(s); also {others})" if others else ""
+        tail = (f" (+{more} more bad rows)" if more else "") + (f"; also {others}" if others else "")
         raise DataError(f"{first.line()}{tail}; fix them, or set data.on_error: skip to drop them")
     keep = np.where(~np.isin(numbers, [r for p in problems for r in p.rows]))[0]
     dropped.extend(problems)
