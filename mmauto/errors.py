@@ -4,13 +4,21 @@ and exits 2. Anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Iterable
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
 class MmautoError(Exception):
     """A problem the user can fix; `str(err)` is the whole one-line message."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        # One line whatever the user wrote: a key or a column name holding a line break or a
+        # control character is shown escaped.
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], super().__str__())
 
 
 class ManifestError(MmautoError):

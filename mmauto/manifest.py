@@ -416,7 +416,7 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
         modality = body.pop("modality", None)
         if modality is None:
             raise ManifestError(where, f"{key}.modality", f"required key is missing ({', '.join(MODALITIES.names())})")
-        if modality not in MODALITIES:
+        if not isinstance(modality, str) or modality not in MODALITIES:
             raise ManifestError(where, f"{key}.modality", one_of(modality, MODALITIES.names(), "modality"))
         encoder_raw = body.pop("encoder", None) or {}
         mod = MODALITIES.get(modality)()

@@ -174,3 +174,18 @@ def test_misspelled_required_key_says_did_you_mean(tmp_path):
     data = patched("inputs.review", {"modality": "text", "colum": "review"})
     with pytest.raises(ManifestError, match=r"inputs.review: unknown key 'colum'; did you mean 'column' \(required, missing\)\?"):
         load_manifest(write(tmp_path, data))
+
+
+@pytest.mark.parametrize("text,words", [
+    # Found by tests/test_fuzz.py: each raised TypeError, IndexError or printed several lines.
+    ("inputs:\n  a: {modality: [], column: x}\n", "inputs.a.modality: unknown modality '[]'"),
+    ("n[ame: x\n", "unknown key 'n[ame'"),
+    ("']': 1\n", "unknown key ']'"),
+    ('"a\\nb": 1\n', "unknown key 'a\\nb'"),
+    ('inputs:\n  "x\\ny": {modality: text, column: review}\n', "inputs.x\\ny: an input name starts with a letter"),
+])
+def test_odd_keys_and_values_are_one_line_errors(tmp_path, text, words):
+    base = yaml.safe_dump({k: v for k, v in GOOD.items() if not (k == "inputs" and text.startswith("inputs"))}, sort_keys=False)
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write(tmp_path, base + text))
+    assert words in str(err.value) and "\n" not in str(err.value), str(err.value)
