@@ -102,7 +102,7 @@ def target_values(manifest: Manifest, frame: pd.DataFrame):
     problems, values = [], []
     for i, v in enumerate(cells):
         if cell_is_missing(v) or (manifest.task == "regression" and numeric_is_missing(v)):
-            problems.append((i, "missing target", f"column '{col}' is empty"))
+            problems.append((i, "missing target", f"column '{col}' is empty" if cell_is_missing(v) else f"column '{col}' holds NaN"))
             values.append(None)
         elif manifest.task == "regression":
             try:
