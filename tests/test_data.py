@@ -363,3 +363,20 @@ def test_regression_target_nan_is_missing_and_overflow_is_unparsable():
     assert values == [1.5, None, None, None, None]
     assert [(r, why) for r, why, _ in problems] == [(1, "missing target"), (2, "missing target"), (3, "unparsable target"), (4, "unparsable target")]
     assert problems[1][2] == "column 'y' holds NaN" and "beyond float32's range" in problems[3][2]
+
+
+def test_embedding_and_series_overflow_without_numpy_warnings(tmp_path):
+    """Found by tests/test_fuzz.py: values beyond float32's range printed numpy's RuntimeWarning."""
+    import warnings
+
+    from mmauto.modalities.embedding import parse_vector
+    from mmauto.modalities.timeseries import SeriesError, parse_series
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert parse_vector([1e39, 1.0], tmp_path, 2)[1][0] == "non-finite embedding"
+        with pytest.raises(SeriesError, match="beyond float32's range"):
+            parse_series("[1e39, 2]", 1)
+        np.save(tmp_path / "s.npy", np.array([1e39, 2.0]))
+        with pytest.raises(SeriesError, match="beyond float32's range"):
+            parse_series(str(tmp_path / "s.npy"), 1)
