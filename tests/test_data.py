@@ -215,7 +215,7 @@ def test_broken_jsonl_line_is_named(demo_copy):
     lines[6] = lines[6][:-5]  # a record cut short
     (demo_copy / "train.jsonl").write_text("\n".join(lines) + "\n")
     path = edit(demo_copy, manifest={"data": {"train": "train.jsonl"}})
-    with pytest.raises(DataError, match=r"train.jsonl: line 7: not valid JSON"):
+    with pytest.raises(DataError, match=r"train.jsonl: line 7, column \d+: not valid JSON \(Unterminated string starting\)"):
         load_splits(load_manifest(path))
 
 

@@ -81,10 +81,13 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line, object_pairs_hook=unique_keys)
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
-                what = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                raise DataError(f"{path}: line {number}: not valid JSON ({what}); each line holds one JSON object") from None
+                record = json.loads(line.rstrip("\r\n"), object_pairs_hook=unique_keys)
+            except json.JSONDecodeError as exc:
+                what = exc.msg.removesuffix(" at")
+                raise DataError(f"{path}: line {number}, column {exc.colno}: not valid JSON ({what}); "
+                                "each line holds one JSON object") from None
+            except ValueError as exc:  # a key written twice
+                raise DataError(f"{path}: line {number}: {exc}; each line holds one JSON object") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}: line {number}: expected a JSON object {{\"column\": value, ...}}, "
                                 f"got a {type(record).__name__}")
