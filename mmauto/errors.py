@@ -55,7 +55,9 @@ class SearchError(MmautoError):
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """`"; did you mean 'x'?"` when a close choice exists, else `""`."""
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    choices = [str(c) for c in choices]
+    same_case = [c for c in choices if c.lower() == str(value).lower()]  # ID for id
+    close = same_case or difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

@@ -301,6 +301,8 @@ def test_predict_checks_key_and_out_before_predicting(demo_copy, tmp_path, monke
     monkeypatch.setattr(evaluation, "predict_frame", lambda *a, **k: pytest.fail("predictions were computed"))
     with pytest.raises(DataError, match=r"--key: column 'ide' is not in .*train.csv; did you mean 'id'\? \(columns: id, image"):
         api.predict("run", demo_copy / "train.csv", tmp_path / "p.csv", key_columns=["ide"])
+    with pytest.raises(DataError, match=r"--key: column 'ID' is not in .*; did you mean 'id'\?"):
+        api.predict("run", demo_copy / "train.csv", tmp_path / "p.csv", key_columns=["ID"])
     with pytest.raises(MmautoError, match=r"--out: .* is a folder; give a file path such as"):
         api.predict("run", demo_copy / "train.csv", tmp_path, key_columns=["id"])
     with pytest.raises(MmautoError, match=r"--out: .*train.csv is a file"):
