@@ -14,6 +14,12 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Check a manifest and its data without training."""
+    from mmauto.config.manifest import read_yaml
+    from mmauto_cli.output import import_tensorflow_quietly
+
+    path = manifest.resolve()
+    read_yaml(path, str(path))  # a missing or malformed file is reported before TensorFlow loads
+    import_tensorflow_quietly()
     from mmauto import api
 
     summary = api.validate(manifest)
@@ -32,6 +38,10 @@ def validate(
     c.print(table)
     for p in summary["dropped"]:
         c.print(f"[yellow]dropped[/] {p['count']} row(s) of {p['file']}: {p['reason']} (rows {', '.join(map(str, p['rows']))})")
+    if summary["dropped"]:
+        from mmauto_cli.model_cmds import dropped_line
+
+        c.print(f"[yellow]dropped[/] {dropped_line(summary)} in all")
     c.print("[green]ok[/]: the manifest and its data are valid")
 
 

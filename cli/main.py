@@ -43,7 +43,8 @@ def _register():
 
 _register()
 
-_TF_COMMANDS = {"fit", "predict", "evaluate", "validate"}
+# `validate` imports TF itself, after reading the manifest: a missing file is reported at once.
+_TF_COMMANDS = {"fit", "predict", "evaluate"}
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ class FitPrinter(Printer):
     def on_data(self, e):
         s = e.summary
         self.say("data: " + ", ".join(f"{k} {v['rows']} rows" for k, v in s["splits"].items())
-                 + (f"; dropped {s['dropped_rows']} bad row(s)" if s["dropped_rows"] else ""))
+                 + (f"; dropped {dropped_line(s)}" if s["dropped_rows"] else ""))
         self._task("phase", "fitting preprocessing")
 
     def on_search_start(self, e):
@@ -212,6 +212,12 @@ def fit(
                           oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout, on_event=printer)
     if json_out:
         print_json(summary)
+
+
+def dropped_line(summary: dict) -> str:
+    """"3 bad row(s) (missing media file: 2, corrupt audio: 1)" from a data summary."""
+    reasons = ", ".join(f"{k}: {v}" for k, v in summary.get("dropped_by_reason", {}).items())
+    return f"{summary['dropped_rows']} bad row(s)" + (f" ({reasons})" if reasons else "")
 
 
 def predict(

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from mmauto.errors import MmautoError
+
 
 def validate(manifest_path) -> dict:
     """Schema and data checks without training; returns the summary (raises on problems)."""
@@ -62,11 +64,21 @@ def _open(run_dir):
 
 
 def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, progress=None):
-    """Predictions for a table (any supported format) through the exported SavedModel."""
+    """Predictions for a table (any supported format) through the exported SavedModel.
+
+    `out` and `key_columns` are checked before anything is predicted."""
     from mmauto.evaluation import predict as evaluation
 
+    if out:
+        _check_out(Path(out))
     m, prep, sig = _open(run_dir)
     frame, root = evaluation.read_checked(prep, Path(data), with_target=False)
+    for col in key_columns or []:
+        if col not in frame.columns:
+            from mmauto.errors import DataError, did_you_mean
+
+            cols = ", ".join(list(frame.columns)[:20]) + (", ..." if len(frame.columns) > 20 else "")
+            raise DataError(f"--key: column '{col}' is not in {data}{did_you_mean(col, frame.columns)} (columns: {cols})")
     outputs = evaluation.predict_frame(sig, prep, frame, root, progress)
     keys = key_columns if key_columns is not None else [c for c in ("id",) if c in frame.columns]
     result = evaluation.prediction_frame(prep, frame, outputs, keys)
@@ -75,6 +87,17 @@ def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, pr
 
         write_table(result, Path(out))
     return result
+
+
+def _check_out(out: Path) -> None:
+    """The predictions file can be written: not a folder, under a folder (or nothing yet)."""
+    if out.is_dir():
+        raise MmautoError(f"--out: {out} is a folder; give a file path such as {out / 'predictions.csv'} (.csv, .tsv, .parquet, .jsonl)")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise MmautoError(f"--out: {parent} is a file, so {out} cannot be written under it")
+            break
 
 
 def evaluate(run_dir, data, ablate: bool = False, progress=None) -> dict:

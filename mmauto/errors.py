@@ -4,13 +4,21 @@ and exits 2. Anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
 class MmautoError(Exception):
     """A problem the user can fix; `str(err)` is the whole one-line message."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        # One line whatever the user wrote: a key or a column name holding a line break or a
+        # control character is shown escaped.
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], super().__str__())
 
 
 class ManifestError(MmautoError):
@@ -47,7 +55,9 @@ class SearchError(MmautoError):
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """`"; did you mean 'x'?"` when a close choice exists, else `""`."""
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    choices = [str(c) for c in choices]
+    same_case = [c for c in choices if c.lower() == str(value).lower()]  # ID for id
+    close = same_case or difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

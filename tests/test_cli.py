@@ -122,3 +122,23 @@ def test_fit_progress_is_live_on_a_terminal_and_lines_elsewhere(tmp_path):
     # On a terminal the epochs live in the trial's bar, not as lines; in a pipe each is a line.
     assert "epoch 2/2" not in shown[True] and "epoch 2/2" in shown[False]
     assert "trial completed score=0.9000" in shown[True] and "\x1b[" in shown[True]
+
+
+def test_validate_missing_file_does_not_import_tensorflow(tmp_path):
+    code = (
+        "import sys; from mmauto_cli.main import main; sys.argv = ['mmauto', 'validate', sys.argv[1]]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n"
+        "    print('exit', exc.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nope.yaml")],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.stdout.split() == ["exit", "2", "False", "False"], r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.yaml'}: file not found"]
+
+
+def test_predict_out_folder_fails_before_loading(tmp_path):
+    (tmp_path / "data.csv").write_text("id\n1\n")
+    r = run_cli("predict", tmp_path / "no_run", tmp_path / "data.csv", "--out", tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: --out: {tmp_path} is a folder; give a file path such as {tmp_path / 'predictions.csv'} (.csv, .tsv, .parquet, .jsonl)"]

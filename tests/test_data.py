@@ -156,3 +156,230 @@ def test_pipeline_shapes_and_dtypes(demo_copy):
     assert y.shape == (8,) and y.dtype.name == "int32"
     present = np.concatenate([b[0]["review__present"].numpy() for b in prep.batches(ds, 64, encoders)])
     assert present.sum() == len(present) - int((~splits["train"].present["review"]).sum())
+
+
+# === Values are read as written (issue 18) ===
+
+
+def test_na_like_strings_are_values_not_missing(demo_copy):
+    def fn(frame):
+        frame = frame.astype({"colour": object, "review": object, "label": object})
+        frame.loc[:11, "label"] = "NA"  # a class named NA, in enough rows to reach every split
+        frame.loc[0, "colour"] = "NA"
+        frame.loc[1, "review"] = "None"
+        frame.loc[2, "review"] = "null"
+        return frame
+
+    m = load_manifest(edit(demo_copy, fn))
+    splits = load_splits(m)
+    assert not splits.dropped
+    assert "NA" in splits.classes
+    rows = pd.concat([s.frame for s in splits.splits.values()]).set_index("id")
+    assert rows.loc[0, "colour"] == "NA" and rows.loc[1, "review"] == "None" and rows.loc[2, "review"] == "null"
+    assert sum(int((~s.present["review"]).sum()) for s in splits.splits.values()) == 0
+
+
+def test_numeric_missing_is_empty_or_nan_only(demo_copy):
+    path = edit(demo_copy, lambda f: f.astype({"price": object}).assign(
+        price=lambda g: ["", "NaN", "nan"] + g["price"].tolist()[3:]))
+    splits = load_splits(load_manifest(path))
+    assert not splits.dropped
+    path = edit(demo_copy, set_cell(5, "price", "NA"))
+    with pytest.raises(DataError, match=r"row 6: inputs.meta: column 'price' holds 'NA' \(a missing number is an empty cell or NaN\)"):
+        load_splits(load_manifest(path))
+
+
+def test_parquet_list_or_struct_column_is_an_error(demo_copy):
+    frame = pd.read_csv(demo_copy / "train.csv")
+    path = edit(demo_copy, manifest={"data": {"train": "train.parquet"}})
+    frame.assign(review=[t.split() for t in frame["review"]]).to_parquet(demo_copy / "train.parquet")
+    with pytest.raises(DataError, match=r"train.parquet: column 'review' holds a list \(row 1\) but inputs.review \(text\) takes one value per cell"):
+        load_splits(load_manifest(path))
+    frame.assign(colour=[{"name": c} for c in frame["colour"]]).to_parquet(demo_copy / "train.parquet")
+    with pytest.raises(DataError, match=r"column 'colour' holds a struct \(mapping\) \(row 1\) but inputs.meta \(tabular\)"):
+        load_splits(load_manifest(path))
+
+
+def test_duplicated_csv_column_is_an_error(demo_copy):
+    lines = (demo_copy / "train.csv").read_text().splitlines()
+    lines[0] = lines[0].replace(",colour,", ",price,")  # price twice: pandas would read the second as price.1
+    (demo_copy / "train.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"train.csv: column 'price' appears twice in the header \(columns 5 and 7\)"):
+        load_splits(load_manifest(demo_copy / "manifest.yaml"))
+
+
+def test_broken_jsonl_line_is_named(demo_copy):
+    frame = pd.read_csv(demo_copy / "train.csv")
+    frame.to_json(demo_copy / "train.jsonl", orient="records", lines=True)
+    lines = (demo_copy / "train.jsonl").read_text().splitlines()
+    lines[6] = lines[6][:-5]  # a record cut short
+    (demo_copy / "train.jsonl").write_text("\n".join(lines) + "\n")
+    path = edit(demo_copy, manifest={"data": {"train": "train.jsonl"}})
+    with pytest.raises(DataError, match=r"train.jsonl: line 7, column \d+: not valid JSON \(Unterminated string starting\)"):
+        load_splits(load_manifest(path))
+
+
+def test_media_the_graph_cannot_decode_are_bad_rows(demo_copy):
+    """Files whose headers look fine but that TF's decoders refuse: a WAV cut short by one byte,
+    a WAV with streaming (0xFFFFFFFF) sizes, a truncated BMP (Pillow's verify() passes it)."""
+    import io
+
+    import soundfile as sf
+    from PIL import Image
+
+    buf = io.BytesIO()
+    sf.write(buf, (np.sin(np.arange(8000) / 5) * 0.5).astype("float32"), 16000, format="WAV", subtype="PCM_16")
+    wav = buf.getvalue()
+    (demo_copy / "audio" / "cut.wav").write_bytes(wav[:-1])
+    stream = bytearray(wav)
+    stream[4:8] = b"\xff\xff\xff\xff"
+    at = stream.index(b"data")
+    stream[at + 4 : at + 8] = b"\xff\xff\xff\xff"
+    (demo_copy / "audio" / "stream.wav").write_bytes(bytes(stream))
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buf, format="BMP")
+    (demo_copy / "images" / "cut.bmp").write_bytes(buf.getvalue()[:-100])
+
+    def fn(frame):
+        frame.loc[3, "audio"] = "audio/cut.wav"
+        frame.loc[7, "audio"] = "audio/stream.wav"
+        frame.loc[9, "image"] = "images/cut.bmp"
+        return frame
+
+    path = edit(demo_copy, fn)
+    with pytest.raises(DataError) as err:
+        load_splits(load_manifest(path))
+    msg = str(err.value)
+    assert "train.csv: 1 row(s) with corrupt image (rows 10); e.g. row 10:" in msg and "cut.bmp: Input size should match" in msg, msg
+    edit(demo_copy, manifest={"data": {"on_error": "skip"}})
+    splits = load_splits(load_manifest(path))
+    got = {p.reason: p.rows for p in splits.dropped}
+    assert got == {"corrupt image": [10], "corrupt audio": [4, 8]}
+    audio = next(p for p in splits.dropped if p.reason == "corrupt audio")
+    assert "cut.wav: Data too short" in audio.details[0] and "stream.wav: WAV data chunk 'data' is too large" in audio.details[1]
+    assert sum(s.rows for s in splits.splits.values()) == 117
+
+
+def test_dropped_rows_are_counted_once_with_counts_per_reason(demo_copy):
+    from mmauto.data.summary import summarize
+
+    def fn(frame):
+        frame = frame.astype({"price": object})
+        frame.loc[3, "image"] = "images/none.png"  # row 4: two problems
+        frame.loc[3, "price"] = "cheap"
+        frame.loc[5, "audio"] = "audio/none.wav"  # row 6
+        return frame
+
+    path = edit(demo_copy, fn)
+    with pytest.raises(DataError, match=r"not found; also unparsable number in 1 row\(s\); fix them"):
+        load_splits(load_manifest(path))
+    frame = pd.read_csv(demo_copy / "train.csv")
+    # A validation table whose row 2 is dropped first: row 3's unseen class keeps its own number.
+    val = frame.iloc[20:40].assign(label=["low", "low", "other"] + ["low"] * 17)
+    val.loc[val.index[1], "image"] = "images/none.png"
+    val.to_csv(demo_copy / "val.csv", index=False)
+    edit(demo_copy, manifest={"data": {"on_error": "skip", "validation": "val.csv"}})
+    splits = load_splits(load_manifest(path))
+    summary = summarize(splits)
+    assert summary["dropped_rows"] == 4  # rows 4 and 6 of train.csv, rows 2 and 3 of val.csv
+    assert summary["dropped_by_reason"] == {"missing media file": 3, "a class never seen in training": 1, "unparsable number": 1}
+    unseen = next(p for p in splits.dropped if p.reason == "a class never seen in training")
+    assert unseen.rows == [3] and splits["validation"].rows == 18
+    from mmauto_cli.model_cmds import dropped_line
+
+    assert dropped_line(summary) == "4 bad row(s) (missing media file: 3, a class never seen in training: 1, unparsable number: 1)"
+
+
+def test_predict_checks_key_and_out_before_predicting(demo_copy, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mmauto import api
+    from mmauto.evaluation import predict as evaluation
+    from mmauto.errors import MmautoError
+
+    m = load_manifest(demo_copy / "manifest.yaml")
+    monkeypatch.setattr(api, "_open", lambda run_dir: (m, SimpleNamespace(manifest=m), None))
+    monkeypatch.setattr(evaluation, "predict_frame", lambda *a, **k: pytest.fail("predictions were computed"))
+    with pytest.raises(DataError, match=r"--key: column 'ide' is not in .*train.csv; did you mean 'id'\? \(columns: id, image"):
+        api.predict("run", demo_copy / "train.csv", tmp_path / "p.csv", key_columns=["ide"])
+    with pytest.raises(DataError, match=r"--key: column 'ID' is not in .*; did you mean 'id'\?"):
+        api.predict("run", demo_copy / "train.csv", tmp_path / "p.csv", key_columns=["ID"])
+    with pytest.raises(MmautoError, match=r"--out: .* is a folder; give a file path such as"):
+        api.predict("run", demo_copy / "train.csv", tmp_path, key_columns=["id"])
+    with pytest.raises(MmautoError, match=r"--out: .*train.csv is a file"):
+        api.predict("run", demo_copy / "train.csv", demo_copy / "train.csv" / "p.csv")
+
+
+def test_numeric_overflow_is_a_bad_row_without_numpy_warnings(demo_copy):
+    import warnings
+
+    from mmauto.modalities.tabular import Tabular, TabularOptions
+
+    def fn(frame):
+        frame = frame.astype({"price": object})
+        frame.loc[3, "price"] = "1e39"
+        frame.loc[4:5, "weight"] = 3e38  # in range; their float32 sum is not
+        return frame
+
+    path = edit(demo_copy, fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(DataError, match=r"row 4: inputs.meta: column 'price' holds 1e\+39, beyond float32's range"):
+            load_splits(load_manifest(path))
+        frame = pd.read_csv(path.parent / "train.csv", keep_default_na=False).drop(index=3)
+        opts = TabularOptions(numeric=["price", "weight"])
+        state = Tabular().fit_state(opts, Tabular().raw_values("meta", opts, frame, path.parent))
+    assert np.isfinite(state["mean"]).all() and np.isfinite(state["std"]).all()
+
+
+def test_large_images_pass_quietly_and_huge_ones_are_bad_rows(demo_copy, monkeypatch):
+    """Pillow's bounds, scaled down: 1,100 pixels warn (a 10000x10000 photo with the real
+    bound), over 2,200 is a decompression-bomb error."""
+    import warnings
+
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1100)
+    Image.new("RGB", (40, 40), (0, 90, 0)).save(demo_copy / "images" / "large.png")
+    Image.new("RGB", (50, 50), (0, 90, 0)).save(demo_copy / "images" / "huge.png")
+
+    def fn(frame):
+        frame.loc[2, "image"] = "images/large.png"
+        frame.loc[6, "image"] = "images/huge.png"
+        return frame
+
+    path = edit(demo_copy, fn, manifest={"data": {"on_error": "skip"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        splits = load_splits(load_manifest(path))
+    assert [(p.reason, p.rows) for p in splits.dropped] == [("image too large", [7])]
+    assert splits.dropped[0].details[0].endswith("huge.png has 2,500 pixels; the limit is 2,200")
+
+
+def test_regression_target_nan_is_missing_and_overflow_is_unparsable():
+    from types import SimpleNamespace
+
+    from mmauto.data.checks import target_values
+
+    m = SimpleNamespace(task="regression", target=SimpleNamespace(column="y"))
+    values, problems = target_values(m, pd.DataFrame({"y": ["1.5", "", "NaN", "NA", "1e39"]}))
+    assert values == [1.5, None, None, None, None]
+    assert [(r, why) for r, why, _ in problems] == [(1, "missing target"), (2, "missing target"), (3, "unparsable target"), (4, "unparsable target")]
+    assert problems[1][2] == "column 'y' holds NaN" and "beyond float32's range" in problems[3][2]
+
+
+def test_embedding_and_series_overflow_without_numpy_warnings(tmp_path):
+    """Found by tests/test_fuzz.py: values beyond float32's range printed numpy's RuntimeWarning."""
+    import warnings
+
+    from mmauto.modalities.embedding import parse_vector
+    from mmauto.modalities.timeseries import SeriesError, parse_series
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert parse_vector([1e39, 1.0], tmp_path, 2)[1][0] == "non-finite embedding"
+        with pytest.raises(SeriesError, match="beyond float32's range"):
+            parse_series("[1e39, 2]", 1)
+        np.save(tmp_path / "s.npy", np.array([1e39, 2.0]))
+        with pytest.raises(SeriesError, match="beyond float32's range"):
+            parse_series(str(tmp_path / "s.npy"), 1)

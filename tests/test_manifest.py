@@ -133,3 +133,58 @@ def test_preset_implies_keras_hub(tmp_path):
     data = patched("inputs.review.encoder", {"preset": "some_preset"})
     m = load_manifest(write(tmp_path, data))
     assert m.inputs["review"].encoder.type == "keras_hub"
+
+
+# === YAML the loader refuses (issue 18) ===
+
+
+def test_duplicated_key_names_key_and_line(tmp_path):
+    text = yaml.safe_dump(GOOD, sort_keys=False) + "target: store\n"
+    line = text.count("\n")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write(tmp_path, text))
+    assert f"line {line}: key 'target' appears twice in one mapping (first on line 4); keep one" in str(err.value)
+    nested = "task: classification\ndata: {train: train.csv, train: other.csv}\ntarget: label\ninputs: {}\n"
+    with pytest.raises(ManifestError, match=r"line 2: key 'train' appears twice"):
+        load_manifest(write(tmp_path, nested))
+
+
+def test_alias_bomb_is_refused_without_expanding(tmp_path):
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{cur}: &{cur} [{', '.join(['*' + prev] * 9)}]")
+    bomb = "\n".join(lines) + "\n"  # 9**9 strings (~390 million) once expanded
+    text = yaml.safe_dump(GOOD, sort_keys=False).replace("task: classification", "name: *i\ntask: classification")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write(tmp_path, bomb + text))
+    msg = str(err.value)
+    assert "anchors and aliases expand the file to more than 10000 values" in msg and len(msg) < 300
+    small = "base: &b {modality: text, column: review}\n"  # a small alias stays allowed
+    data = yaml.safe_dump({k: v for k, v in GOOD.items() if k != "inputs"}, sort_keys=False)
+    with pytest.raises(ManifestError, match="unknown key 'base'"):
+        load_manifest(write(tmp_path, small + data + "inputs: {review: *b}\n"))
+
+
+def test_misspelled_required_key_says_did_you_mean(tmp_path):
+    data = {("taget" if k == "target" else k): v for k, v in GOOD.items()}
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write(tmp_path, data))
+    assert "unknown key 'taget'; did you mean 'target' (required, missing)?" in str(err.value)
+    data = patched("inputs.review", {"modality": "text", "colum": "review"})
+    with pytest.raises(ManifestError, match=r"inputs.review: unknown key 'colum'; did you mean 'column' \(required, missing\)\?"):
+        load_manifest(write(tmp_path, data))
+
+
+@pytest.mark.parametrize("text,words", [
+    # Found by tests/test_fuzz.py: each raised TypeError, IndexError or printed several lines.
+    ("inputs:\n  a: {modality: [], column: x}\n", "inputs.a.modality: unknown modality '[]'"),
+    ("n[ame: x\n", "unknown key 'n[ame'"),
+    ("']': 1\n", "unknown key ']'"),
+    ('"a\\nb": 1\n', "unknown key 'a\\nb'"),
+    ('inputs:\n  "x\\ny": {modality: text, column: review}\n', "inputs.x\\ny: an input name starts with a letter"),
+])
+def test_odd_keys_and_values_are_one_line_errors(tmp_path, text, words):
+    base = yaml.safe_dump({k: v for k, v in GOOD.items() if not (k == "inputs" and text.startswith("inputs"))}, sort_keys=False)
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write(tmp_path, base + text))
+    assert words in str(err.value) and "\n" not in str(err.value), str(err.value)

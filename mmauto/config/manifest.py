@@ -272,6 +272,71 @@ def parse_duration(value) -> float:
     return total
 
 
+# A manifest is a few dozen values; aliases that expand it beyond this are refused (an alias
+# "bomb" of a few hundred bytes expands to gigabytes in an error message or a deep copy).
+MAX_YAML_VALUES = 10_000
+
+
+class _YamlProblem(Exception):
+    def __init__(self, line: int, what: str):
+        super().__init__(what)
+        self.line, self.what = line, what
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` then a key of base: an override, not a repeat
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _YamlProblem(line, f"key '{key}' appears twice in one mapping (first on line {seen[key]}); keep one")
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader reports it below
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node, memo: dict, active: set) -> int:
+    """How many values the node stands for once every alias is written out."""
+    ident = id(node)
+    if ident in memo:
+        return memo[ident]
+    if ident in active:
+        raise _YamlProblem(node.start_mark.line + 1, "an alias refers to the value that contains it")
+    active.add(ident)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo, active) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo, active) + _expanded_size(v, memo, active) for k, v in node.value)
+    active.discard(ident)
+    if size > MAX_YAML_VALUES:
+        raise _YamlProblem(node.start_mark.line + 1, f"anchors and aliases expand the file to more than {MAX_YAML_VALUES} "
+                           "values; write the values out")
+    memo[ident] = size
+    return size
+
+
+def parse_yaml(text: str):
+    """yaml.safe_load, with keys written twice and alias expansions beyond MAX_YAML_VALUES refused."""
+    loader = _ManifestLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path, where: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -280,13 +345,17 @@ def read_yaml(path: Path, where: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(where, "", f"cannot read: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
+    except _YamlProblem as exc:
+        raise ManifestError(where, "", f"line {exc.line}: {exc.what}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ManifestError(where, "", f"YAML syntax error at {line}{exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ManifestError(where, "", f"YAML syntax error: {exc}") from None
+    except RecursionError:
+        raise ManifestError(where, "", "YAML nested too deeply") from None
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -354,7 +423,7 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
         modality = body.pop("modality", None)
         if modality is None:
             raise ManifestError(where, f"{key}.modality", f"required key is missing ({', '.join(MODALITIES.names())})")
-        if modality not in MODALITIES:
+        if not isinstance(modality, str) or modality not in MODALITIES:
             raise ManifestError(where, f"{key}.modality", one_of(modality, MODALITIES.names(), "modality"))
         encoder_raw = body.pop("encoder", None) or {}
         mod = MODALITIES.get(modality)()

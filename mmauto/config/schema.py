@@ -28,21 +28,54 @@ def key_path(parts) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
+    import reprlib
+
     if isinstance(value, dict):
-        text = "a mapping"
+        return "a mapping"
+    # Bounded: a huge value (a long list, a string of megabytes) is never printed in full.
+    if isinstance(value, str):
+        text = repr(value[:61])
+    else:
+        short = reprlib.Repr()
+        short.maxlevel, short.maxlist, short.maxtuple, short.maxstring, short.maxother = 2, 6, 6, 64, 64
+        text = short.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _visible(loc) -> list:
+_NO_DATA = object()
+
+
+def _visible(loc, data=_NO_DATA) -> list:
     # pydantic inserts union-member and function names (e.g. "str", "list[str]") into the
-    # location; the user never wrote those.
-    return [p for p in loc if not (isinstance(p, str) and re.search(r"[\[\]()]|^(str|int|float|bool)$", p))]
+    # location; the user never wrote those. With the validated data at hand, a part that is a
+    # key (or index) the user wrote is kept even when it looks like one ("n[ame").
+    out, cur = [], data
+    for p in loc:
+        if isinstance(cur, dict) and _has_key(cur, p) or isinstance(cur, list) and isinstance(p, int) and 0 <= p < len(cur):
+            out.append(p)
+            cur = cur[p]
+        elif not (isinstance(p, str) and _is_tag(p)):
+            out.append(p)  # a key the user did not write (a missing one), or no data to tell
+            cur = _NO_DATA
+    return out
 
 
-def explain(err: dict, model: type[BaseModel] | None, prefix: tuple = ()) -> tuple[str, str]:
-    """(key path, message) for one pydantic error."""
-    loc = _visible(err.get("loc", ()))
+def _is_tag(part: str) -> bool:
+    return bool(re.search(r"[\[\]()]|^(str|int|float|bool)$", part))
+
+
+def _has_key(mapping: dict, key) -> bool:
+    try:
+        return key in mapping
+    except TypeError:
+        return False
+
+
+def explain(err: dict, model: type[BaseModel] | None, prefix: tuple = (), data=_NO_DATA) -> tuple[str, str]:
+    """(key path, message) for one pydantic error; `data` is what was validated."""
+    loc = _visible(err.get("loc", ()), data)
+    if not loc and err.get("type") == "extra_forbidden":
+        loc = [err.get("loc", ("?",))[-1]]
     kind = err.get("type", "")
     value = err.get("input")
     if kind == "extra_forbidden":
@@ -106,5 +139,25 @@ def validate_model(model: type[BaseModel], data: Any, where: str, prefix: tuple 
         errors = exc.errors(include_url=False)
         # A value error from our own validators says more than the union noise around it.
         errors.sort(key=lambda e: e.get("type") not in ("value_error", "extra_forbidden", "missing"))
-        key, what = explain(errors[0], model, prefix)
+        misspelt = _misspelt_required(errors, data)
+        if misspelt:
+            extra, name = misspelt
+            key, what = explain(extra, model, prefix, data)
+            what = what.replace(f"did you mean '{name}'?", f"did you mean '{name}' (required, missing)?", 1)
+            raise ManifestError(where, key, what) from None
+        key, what = explain(errors[0], model, prefix, data)
         raise ManifestError(where, key, what) from None
+
+
+def _misspelt_required(errors, data=_NO_DATA):
+    """(the unknown-key error, the required key's name) when a missing required key was
+    written under a close misspelling (`taget:` for `target:`), else None."""
+    for missing in (e for e in errors if e.get("type") == "missing"):
+        loc = _visible(missing.get("loc", ()), data)
+        if not loc or not isinstance(loc[-1], str):
+            continue
+        for extra in (e for e in errors if e.get("type") == "extra_forbidden"):
+            eloc = _visible(extra.get("loc", ()), data)
+            if eloc and eloc[:-1] == loc[:-1] and did_you_mean(eloc[-1], [loc[-1]]):
+                return extra, loc[-1]
+    return None

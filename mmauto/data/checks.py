@@ -1,4 +1,5 @@
-"""Load the manifest's tables, check every row, and split. No TensorFlow here.
+"""Load the manifest's tables, check every row, and split. TensorFlow only runs the media
+decoders (image, audio) the model's graph runs, so a file they refuse is a bad row here.
 
 A missing cell (no photo, empty text, NaN) is not an error: it is a missing modality. Broken
 things are: a path to a file that does not exist, a corrupt file, a number that does not
@@ -21,6 +22,7 @@ from mmauto.data.tables import read_table, split_indices
 from mmauto.errors import DataError, did_you_mean
 from mmauto.modalities import MODALITIES
 from mmauto.modalities.base import cell_is_missing
+from mmauto.modalities.tabular import FLOAT32_MAX, numeric_is_missing
 
 SPLITS = ("train", "validation", "test")
 
@@ -49,10 +51,15 @@ class Split:
     frame: pd.DataFrame
     root: Path
     present: dict[str, np.ndarray]
+    # 1-based row of each frame row in its table (`source`): rows dropped earlier leave gaps.
+    numbers: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
         return len(self.frame)
+
+    def row_numbers(self) -> np.ndarray:
+        return np.arange(1, len(self.frame) + 1) if self.numbers is None else self.numbers
 
 
 @dataclasses.dataclass
@@ -66,6 +73,17 @@ class Splits:
 
     def __getitem__(self, name) -> Split:
         return self.splits[name]
+
+    def dropped_rows(self) -> int:
+        """Rows dropped, each counted once however many problems it had."""
+        return len({(p.file, r) for p in self.dropped for r in p.rows})
+
+    def dropped_by_reason(self) -> dict[str, int]:
+        """Dropped rows per reason (a row with two problems counts under both)."""
+        rows: dict[str, set] = defaultdict(set)
+        for p in self.dropped:
+            rows[p.reason].update((p.file, r) for r in p.rows)
+        return {reason: len(v) for reason, v in sorted(rows.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
 
 
 # === Targets ===
@@ -83,14 +101,18 @@ def target_values(manifest: Manifest, frame: pd.DataFrame):
     cells = frame[col].tolist()
     problems, values = [], []
     for i, v in enumerate(cells):
-        if cell_is_missing(v):
-            problems.append((i, "missing target", f"column '{col}' is empty"))
+        if cell_is_missing(v) or (manifest.task == "regression" and numeric_is_missing(v)):
+            problems.append((i, "missing target", f"column '{col}' is empty" if cell_is_missing(v) else f"column '{col}' holds NaN"))
             values.append(None)
         elif manifest.task == "regression":
             try:
                 x = float(v)
                 if not np.isfinite(x):
                     raise ValueError
+                if abs(x) > FLOAT32_MAX:
+                    problems.append((i, "unparsable target", f"column '{col}' holds {x:g}, beyond float32's range (±3.4e38)"))
+                    values.append(None)
+                    continue
                 values.append(x)
             except (TypeError, ValueError):
                 problems.append((i, "unparsable target", f"column '{col}' holds {v!r}, not a number"))
@@ -112,17 +134,41 @@ def sort_labels(labels) -> list[str]:
 # === Loading ===
 
 
-def _check_columns(manifest: Manifest, frame: pd.DataFrame, file: str) -> None:
-    wanted = [(manifest.target.column, "target" if isinstance(manifest.raw.get("target"), str) else "target.column")]
+def _check_columns(manifest: Manifest, frame: pd.DataFrame, file: str, with_target: bool = True) -> None:
+    wanted = []  # (column, manifest key, modality or None for the target, lists allowed)
+    if with_target:
+        key = "target" if isinstance(manifest.raw.get("target"), str) else "target.column"
+        wanted.append((manifest.target.column, key, None, False))
     for name, spec in manifest.inputs.items():
         mod = MODALITIES.get(spec.modality)()
         for col in mod.columns(spec.options):
-            wanted.append((col, f"inputs.{name}"))
-    for col, key in wanted:
+            wanted.append((col, f"inputs.{name}", spec.modality, mod.list_cells))
+    for col, key, _, _ in wanted:
         if col not in frame.columns:
             hint = did_you_mean(col, frame.columns)
             cols = ", ".join(list(frame.columns)[:20]) + (", ..." if len(frame.columns) > 20 else "")
             raise DataError(f"{file}: column '{col}' named by {key} is not in the table{hint} (columns: {cols})")
+    for col, key, modality, lists_ok in wanted:
+        _check_cell_kinds(frame[col], col, key, modality, lists_ok, file)
+
+
+def _check_cell_kinds(series: pd.Series, col: str, key: str, modality, lists_ok: bool, file: str) -> None:
+    """A struct (mapping) cell is never usable, and a list only where the modality takes one
+    (time series, embeddings): anything else would train on the object's printed form."""
+    if series.dtype != object:
+        return
+    for i, v in enumerate(series.tolist()):
+        if isinstance(v, dict):
+            kind = "a struct (mapping)"
+        elif isinstance(v, (list, tuple, np.ndarray)) and not lists_ok:
+            kind = "a list"
+        else:
+            continue
+        what = f"{key} ({modality}) takes" if modality else f"{key} takes"
+        one = "one value per cell" + ("; join the items into one string" if modality == "text" else "")
+        if lists_ok:
+            one = "a list of numbers or a path per cell"
+        raise DataError(f"{file}: column '{col}' holds {kind} (row {i + 1}) but {what} {one}")
 
 
 def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_target: bool):
@@ -150,10 +196,7 @@ def load_table_checked(manifest: Manifest, path: Path, with_target: bool = True)
     """Read one table and check it. Returns (frame, root, presence, problems)."""
     file = str(path)
     frame = read_table(path)
-    if with_target:
-        _check_columns(manifest, frame, file)
-    else:
-        _check_columns_inputs_only(manifest, frame, file)
+    _check_columns(manifest, frame, file, with_target)
     root = manifest.media_root(path)
     present, found = _row_problems(manifest, frame, root, with_target)
     problems = [
@@ -163,27 +206,21 @@ def load_table_checked(manifest: Manifest, path: Path, with_target: bool = True)
     return frame, root, present, problems
 
 
-def _check_columns_inputs_only(manifest, frame, file):
-    for name, spec in manifest.inputs.items():
-        mod = MODALITIES.get(spec.modality)()
-        for col in mod.columns(spec.options):
-            if col not in frame.columns:
-                hint = did_you_mean(col, frame.columns)
-                raise DataError(f"{file}: column '{col}' named by inputs.{name} is not in the table{hint} (columns: {', '.join(frame.columns)})")
-
-
-def _apply_policy(manifest: Manifest, frame, present, problems, dropped: list[Problem]):
+def _apply_policy(manifest: Manifest, frame, present, problems, dropped: list[Problem], numbers=None):
+    """(frame, present, numbers) without the bad rows; `numbers` are the rows' 1-based numbers in
+    their table, which the problems' rows refer to."""
+    numbers = np.arange(1, len(frame) + 1) if numbers is None else numbers
     if not problems:
-        return frame, present
+        return frame, present, numbers
     if manifest.data.on_error == "fail":
         first = problems[0]
-        more = sum(len(p.rows) for p in problems[1:])
-        tail = f" (+{more} more bad rows)" if more else ""
+        more = len({r for p in problems[1:] for r in p.rows} - set(first.rows))
+        others = ", ".join(f"{p.reason} in {len(p.rows)} row(s)" for p in problems[1:])
+        tail = (f" (+{more} more bad rows)" if more else "") + (f"; also {others}" if others else "")
         raise DataError(f"{first.line()}{tail}; fix them, or set data.on_error: skip to drop them")
-    bad = sorted({r - 1 for p in problems for r in p.rows})
+    keep = np.where(~np.isin(numbers, [r for p in problems for r in p.rows]))[0]
     dropped.extend(problems)
-    keep = np.setdiff1d(np.arange(len(frame)), bad)
-    return frame.iloc[keep].reset_index(drop=True), {k: v[keep] for k, v in present.items()}
+    return frame.iloc[keep].reset_index(drop=True), {k: v[keep] for k, v in present.items()}, numbers[keep]
 
 
 def load_splits(manifest: Manifest) -> Splits:
@@ -195,10 +232,10 @@ def load_splits(manifest: Manifest) -> Splits:
         if path is None:
             continue
         frame, root, present, problems = load_table_checked(manifest, path)
-        frame, present = _apply_policy(manifest, frame, present, problems, dropped)
+        frame, present, numbers = _apply_policy(manifest, frame, present, problems, dropped)
         if len(frame) == 0:
             raise DataError(f"{path}: no usable rows left after dropping bad ones")
-        splits[name] = Split(name, str(path), frame, root, present)
+        splits[name] = Split(name, str(path), frame, root, present, numbers)
 
     train = splits["train"]
     fractions = {s: getattr(manifest.data.split, s) for s in ("validation", "test") if s not in splits}
@@ -215,7 +252,7 @@ def load_splits(manifest: Manifest) -> Splits:
             frame = train.frame.iloc[rows].reset_index(drop=True)
             present = {k: v[rows] for k, v in train.present.items()}
             source = train.source if name == "train" else f"{train.source} ({name} split, seed {manifest.data.split.seed})"
-            splits[name] = Split(name, source, frame, train.root, present)
+            splits[name] = Split(name, source, frame, train.root, present, train.row_numbers()[rows])
     if "validation" not in splits or splits["validation"].rows == 0:
         raise DataError(f"{train.source}: too few rows for a validation split; add rows or give data.validation")
 
@@ -244,7 +281,8 @@ def _classes(manifest: Manifest, splits: dict[str, Split], dropped: list[Problem
             vals = target_values(manifest, sp.frame)[0]
             bad = [i for i, v in enumerate(vals) if v not in known]
             if bad:
-                p = Problem(sp.source, "a class never seen in training", [i + 1 for i in bad], [f"label '{vals[i]}'" for i in bad])
-                frame, present = _apply_policy(manifest, sp.frame, sp.present, [p], dropped)
-                splits[name] = Split(name, sp.source, frame, sp.root, present)
+                numbers = sp.row_numbers()
+                p = Problem(sp.source, "a class never seen in training", [int(numbers[i]) for i in bad], [f"label '{vals[i]}'" for i in bad])
+                frame, present, numbers = _apply_policy(manifest, sp.frame, sp.present, [p], dropped, numbers)
+                splits[name] = Split(name, sp.source, frame, sp.root, present, numbers)
     return seen

@@ -17,7 +17,8 @@ def summarize(splits: Splits) -> dict:
         "inputs": [],
         "classes": splits.classes,
         "dropped": [p.to_dict() for p in splits.dropped],
-        "dropped_rows": sum(len(p.rows) for p in splits.dropped),
+        "dropped_rows": splits.dropped_rows(),
+        "dropped_by_reason": splits.dropped_by_reason(),
     }
     for name, spec in m.inputs.items():
         mod = MODALITIES.get(spec.modality)()

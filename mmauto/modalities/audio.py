@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from mmauto.config.schema import Strict
-from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, resolve_path
+from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, decode_problems, resolve_path
 
 
 class AudioOptions(Strict):
@@ -51,14 +51,18 @@ def _is_pcm16_wav(path: str) -> bool:
     return info.format == "WAV" and info.subtype == "PCM_16"
 
 
-def _probe_audio(path: str):
+def _probe_audio(path: str, pcm16: set | None = None):
+    """(reason, detail) for a file soundfile cannot open; 16-bit WAV paths are added to `pcm16`."""
     import soundfile as sf
 
     try:
-        if sf.info(path).frames <= 0:
+        info = sf.info(path)
+        if info.frames <= 0:
             raise ValueError("no samples")
     except Exception as exc:  # libsndfile's errors come in several kinds
         return "corrupt audio", f"{path}: {str(exc).splitlines()[0][:80]}"
+    if pcm16 is not None and info.format == "WAV" and info.subtype == "PCM_16":
+        pcm16.add(path)
     return None
 
 
@@ -81,7 +85,22 @@ class Audio(Modality):
     default_encoders = ("cnn",)
 
     def check(self, opts, frame, root: Path) -> RowProblems:
-        return check_media(frame[opts.column].tolist(), root, _probe_audio)
+        decoder = AudioDecoder("", opts)
+        pcm16: set = set()
+
+        def decode_check(paths):
+            # 16-bit WAV files go to tf.audio.decode_wav as they are; the others are read with
+            # soundfile and re-encoded (`to_wav_bytes`), as training does.
+            wav = [i for i, p in enumerate(paths) if p in pcm16]
+            found = {wav[j]: v for j, v in decode_problems([paths[i] for i in wav], decoder.waveform, "corrupt audio").items()}
+            for i in sorted(set(range(len(paths))) - set(wav)):
+                try:
+                    to_wav_bytes(paths[i])
+                except (RuntimeError, ValueError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+                    found[i] = ("corrupt audio", f"{paths[i]}: {str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__}")
+            return found
+
+        return check_media(frame[opts.column].tolist(), root, lambda p: _probe_audio(p, pcm16), decode_check=decode_check)
 
     def raw_values(self, input_name, opts, frame, root):
         paths = np.array([resolve_path(v, root) for v in frame[opts.column].tolist()], dtype=object)

@@ -35,6 +35,8 @@ class Modality(abc.ABC):
     Options: ClassVar[type[Strict]]
     # Encoders searched when the manifest leaves `encoder.type` unset (first one is the default).
     default_encoders: ClassVar[tuple[str, ...]] = ()
+    # Whether a cell may hold a list (a Parquet/JSONL list column); otherwise one value per cell.
+    list_cells: ClassVar[bool] = False
 
     # --- table side (no TensorFlow) -------------------------------------------------------
     def columns(self, opts) -> list[str]:
@@ -89,13 +91,14 @@ class Modality(abc.ABC):
         return {}
 
 
-def check_media(column_values, root: Path, probe, exists=Path.is_file) -> RowProblems:
+def check_media(column_values, root: Path, probe, exists=Path.is_file, decode_check=None) -> RowProblems:
     """Row checks shared by file-backed modalities: an empty cell is a missing input; a path
     to nothing is a "missing media file"; `probe(path)` returns (reason, detail) for a file it
-    cannot use, or None."""
+    cannot use, or None. `decode_check(paths)` then sees the files that passed, all at once,
+    and returns {position in paths: (reason, detail)} (see `decode_problems`)."""
     paths = [resolve_path(v, root) for v in column_values]
     present = np.array([bool(p) for p in paths], dtype=bool)
-    problems = []
+    problems, passed = [], []
     for i, p in enumerate(paths):
         if not p:
             continue
@@ -105,7 +108,52 @@ def check_media(column_values, root: Path, probe, exists=Path.is_file) -> RowPro
         found = probe(p)
         if found:
             problems.append((i, *found))
+        else:
+            passed.append(i)
+    if decode_check is not None and passed:
+        for j, found in decode_check([paths[i] for i in passed]).items():
+            problems.append((passed[j], *found))
+        problems.sort(key=lambda x: x[0])
     return RowProblems(present=present, problems=problems)
+
+
+def decode_problems(paths: list[str], decode, reason: str) -> dict[int, tuple[str, str]]:
+    """Decode every file with `decode` (encoded bytes -> tensor: the TF ops the model's graph
+    runs), in one parallel tf.data pass; {position: (reason, detail)} for those that fail.
+
+    Files a header check accepts can still fail here (a WAV cut short, a truncated BMP): this
+    is what keeps them from failing inside training or serving instead.
+    """
+    import tensorflow as tf
+
+    if not paths:
+        return {}
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64), tf.constant(paths, tf.string)))
+    # A value of the output, not its size: a static shape would let the decode be pruned away.
+    ds = ds.map(lambda i, p: (i, tf.reduce_sum(tf.cast(decode(tf.io.read_file(p)), tf.float32))),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ok = np.zeros(len(paths), dtype=bool)
+    for idx, _ in ds.ignore_errors().batch(4096):
+        ok[idx.numpy()] = True
+    out = {}
+    for i in np.where(~ok)[0]:
+        try:  # again, alone, for the message
+            decode(tf.io.read_file(paths[i]))
+            detail = "cannot be decoded"
+        except tf.errors.OpError as exc:
+            detail = _op_message(exc)
+        out[int(i)] = (reason, f"{paths[i]}: {detail}")
+    return out
+
+
+def _op_message(exc) -> str:
+    """A TF op error's own words, without the function-node and op-name decorations."""
+    import re
+
+    text = (exc.message or type(exc).__name__).strip().splitlines()[0]
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:\w+\].*$", "", text)
+    return text[:120]
 
 
 def cell_is_missing(value) -> bool:

@@ -53,10 +53,12 @@ def parse_vector(value, root: Path, dim: int):
                 return None, ("unreadable embedding", f"{p}: {type(exc).__name__}")
             source = str(p)
     try:
-        vec = np.asarray(value, dtype="float32").ravel()
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, reported below
+            vec = np.asarray(value, dtype="float32").ravel()
     except (TypeError, ValueError):
         try:  # nulls (JSON null, Python None) inside the list are NaN
-            vec = np.array([np.nan if x is None else x for x in np.ravel(np.asarray(value, dtype=object))], dtype="float32")
+            with np.errstate(over="ignore"):
+                vec = np.array([np.nan if x is None else x for x in np.ravel(np.asarray(value, dtype=object))], dtype="float32")
         except (TypeError, ValueError):
             return None, ("unreadable embedding", f"{source} holds something that is not a number")
     if vec.size == 0:
@@ -67,7 +69,7 @@ def parse_vector(value, root: Path, dim: int):
     if nan.all():
         return None, None
     if nan.any() or np.isinf(vec).any():
-        return None, ("non-finite embedding", f"{source} holds NaN or infinite values")
+        return None, ("non-finite embedding", f"{source} holds NaN or infinite values (or ones beyond float32's range)")
     return vec, None
 
 
@@ -75,6 +77,7 @@ def parse_vector(value, root: Path, dim: int):
 class Embedding(Modality):
     Options = EmbeddingOptions
     default_encoders = ("projection",)
+    list_cells = True
 
     def check(self, opts, frame, root: Path) -> RowProblems:
         present = np.zeros(len(frame), dtype=bool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -9,19 +10,30 @@ import numpy as np
 from pydantic import field_validator
 
 from mmauto.config.schema import Strict
-from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, resolve_path
+from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, decode_problems, resolve_path
 
 # What tf.io.decode_image reads, in-graph, in TF Serving as well.
 _FORMATS = {"JPEG", "PNG", "BMP", "GIF", "MPO"}
 
 
 def _probe_image(path: str):
+    """Large images are fine (they are resized in the graph): Pillow's DecompressionBombWarning
+    is silenced; beyond its hard bound (2 x MAX_IMAGE_PIXELS, about 179 million pixels) the
+    image is an "image too large" row."""
+    import warnings
+
     from PIL import Image as PILImage
 
     try:
-        with PILImage.open(path) as im:
-            fmt = im.format
-            im.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as im:
+                fmt = im.format
+                im.verify()
+    except PILImage.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        return "image too large", f"{path} has {size}; the limit is {2 * PILImage.MAX_IMAGE_PIXELS:,}"
     except Exception as exc:  # PIL raises many kinds for broken files
         return "corrupt image", f"{path}: {type(exc).__name__}"
     if fmt not in _FORMATS:
@@ -50,7 +62,9 @@ class Image(Modality):
     default_encoders = ("cnn",)
 
     def check(self, opts, frame, root: Path) -> RowProblems:
-        return check_media(frame[opts.column].tolist(), root, _probe_image)
+        decoder = ImageDecoder("", tuple(opts.size), opts.channels)
+        return check_media(frame[opts.column].tolist(), root, _probe_image,
+                           decode_check=lambda paths: decode_problems(paths, decoder.decode_one, "corrupt image"))
 
     def raw_values(self, input_name, opts, frame, root):
         return {input_name: np.array([resolve_path(v, root) for v in frame[opts.column].tolist()], dtype=object)}
@@ -86,22 +100,24 @@ class ImageDecoder:
     def __init__(self, input_name, size, channels):
         self.input_name, self.size, self.channels = input_name, size, channels
 
-    def __call__(self, raw):
+    def decode_one(self, data):
+        """One encoded image -> float32 [H, W, C]; empty bytes give zeros."""
         import tensorflow as tf
 
         h, w = self.size
 
-        def one(data):
-            def decode():
-                img = tf.io.decode_image(data, channels=self.channels, expand_animations=False)
-                img = tf.image.resize(tf.cast(img, tf.float32), (h, w), antialias=True)
-                return tf.clip_by_value(img, 0.0, 255.0)
+        def decode():
+            img = tf.io.decode_image(data, channels=self.channels, expand_animations=False)
+            img = tf.image.resize(tf.cast(img, tf.float32), (h, w), antialias=True)
+            return tf.clip_by_value(img, 0.0, 255.0)
 
-            return tf.cond(
-                tf.strings.length(data) > 0, decode, lambda: tf.zeros((h, w, self.channels), tf.float32)
-            )
+        return tf.cond(tf.strings.length(data) > 0, decode, lambda: tf.zeros((h, w, self.channels), tf.float32))
 
+    def __call__(self, raw):
+        import tensorflow as tf
+
+        h, w = self.size
         data = raw[self.input_name]
-        images = tf.map_fn(one, data, fn_output_signature=tf.TensorSpec((h, w, self.channels), tf.float32))
+        images = tf.map_fn(self.decode_one, data, fn_output_signature=tf.TensorSpec((h, w, self.channels), tf.float32))
         present = tf.cast(tf.strings.length(data) > 0, tf.float32)
         return {"image": images}, present

@@ -45,11 +45,27 @@ def serving_key(column: str) -> str:
     return key if re.match(r"[A-Za-z_]", key) else f"c_{key}"
 
 
-def parse_numeric(series: pd.Series) -> tuple[np.ndarray, list[int]]:
-    """float32 values (NaN for empty cells) and the rows holding text that is not a number."""
+def numeric_is_missing(raw) -> bool:
+    """A missing number: an empty cell, or NaN (written `NaN` or `nan`), as at serving time."""
+    return cell_is_missing(raw) or (isinstance(raw, str) and raw.strip().lower() == "nan")
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def parse_numeric64(series: pd.Series) -> tuple[np.ndarray, list[int]]:
+    """float64 values (NaN for missing cells) and the rows holding text that is not a number."""
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
-    bad = [i for i, (v, raw) in enumerate(zip(values, series.tolist())) if np.isnan(v) and not cell_is_missing(raw)]
-    return values.astype("float32"), bad
+    bad = [i for i, (v, raw) in enumerate(zip(values, series.tolist())) if np.isnan(v) and not numeric_is_missing(raw)]
+    return values, bad
+
+
+def parse_numeric(series: pd.Series) -> tuple[np.ndarray, list[int]]:
+    """float32 values (NaN for missing cells) and the rows holding text that is not a number.
+    Numbers beyond float32's range become infinite (the row checks report them)."""
+    values, bad = parse_numeric64(series)
+    with np.errstate(over="ignore"):
+        return values.astype("float32"), bad
 
 
 def _cat(series: pd.Series) -> np.ndarray:
@@ -75,11 +91,16 @@ class Tabular(Modality):
         present = np.zeros(len(frame), dtype=bool)
         problems = []
         for col in opts.numeric:
-            values, bad = parse_numeric(frame[col])
+            values, bad = parse_numeric64(frame[col])
             present |= ~np.isnan(values)
-            problems += [(i, "unparsable number", f"column '{col}' holds {frame[col].iloc[i]!r}") for i in bad]
+            problems += [(i, "unparsable number", f"column '{col}' holds {frame[col].iloc[i]!r} (a missing number is an empty cell or NaN)")
+                         for i in bad]
             inf = np.where(np.isinf(values))[0]
             problems += [(int(i), "unparsable number", f"column '{col}' holds an infinite value") for i in inf]
+            with np.errstate(invalid="ignore"):
+                big = np.where(np.isfinite(values) & (np.abs(values) > FLOAT32_MAX))[0]
+            problems += [(int(i), "unparsable number", f"column '{col}' holds {values[i]:g}, beyond float32's range (±3.4e38)")
+                         for i in big]
         for col in opts.categorical:
             present |= _cat(frame[col]) != ""
         return RowProblems(present=present, problems=problems)
@@ -92,7 +113,8 @@ class Tabular(Modality):
     def fit_state(self, opts, raw_train):
         state = {"mean": [], "std": [], "vocab": []}
         for col in opts.numeric:
-            v = raw_train[serving_key(col)][~np.isnan(raw_train[serving_key(col)])]
+            v = raw_train[serving_key(col)]
+            v = v[~np.isnan(v)].astype("float64")  # float32 sums of large values overflow
             mean = float(v.mean()) if len(v) else 0.0
             std = float(v.std()) if len(v) > 1 else 1.0
             state["mean"].append(mean)

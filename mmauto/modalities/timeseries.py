@@ -77,7 +77,8 @@ def _read_csv(path: str) -> np.ndarray:
     if bad.any().any():
         r, c = np.argwhere(bad.to_numpy())[0]
         raise SeriesError("unreadable series", f"{path}: row {r + 1}, column {c + 1} is not a number")
-    return values.to_numpy(dtype="float32")
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, reported by parse_series
+        return values.to_numpy(dtype="float32")
 
 
 def parse_series(ref: str, channels: int) -> Optional[np.ndarray]:
@@ -88,8 +89,9 @@ def parse_series(ref: str, channels: int) -> Optional[np.ndarray]:
     if ref.startswith("["):
         try:
             data = json.loads(ref)
-            arr = np.array([[np.nan if x is None else x for x in row] if isinstance(row, list) else (np.nan if row is None else row)
-                            for row in data], dtype="float32")
+            with np.errstate(over="ignore"):  # beyond float32's range: inf, reported below
+                arr = np.array([[np.nan if x is None else x for x in row] if isinstance(row, list) else (np.nan if row is None else row)
+                                for row in data], dtype="float32")
         except (ValueError, TypeError) as exc:
             raise SeriesError("unreadable series", f"not a JSON list of numbers or of [channels] lists: {str(exc)[:60]}") from None
         where = "the JSON list"
@@ -100,7 +102,8 @@ def parse_series(ref: str, channels: int) -> Optional[np.ndarray]:
         suffix = p.suffix.lower()
         try:
             if suffix == ".npy":
-                arr = np.load(p, allow_pickle=False).astype("float32")
+                with np.errstate(over="ignore"):
+                    arr = np.load(p, allow_pickle=False).astype("float32")
             elif suffix == ".csv":
                 arr = _read_csv(ref)
             else:
@@ -119,7 +122,7 @@ def parse_series(ref: str, channels: int) -> Optional[np.ndarray]:
     if arr.shape[1] != channels:
         raise SeriesError("wrong channel count", f"{where}: expected {channels} channel(s), got {arr.shape[1]}")
     if np.isinf(arr).any():
-        raise SeriesError("unreadable series", f"{where}: holds an infinite value")
+        raise SeriesError("unreadable series", f"{where}: holds an infinite value (or one beyond float32's range)")
     if np.isnan(arr).all():
         return None
     return arr
@@ -138,6 +141,7 @@ def fix_length(arr: Optional[np.ndarray], opts) -> np.ndarray:
 class Timeseries(Modality):
     Options = TimeseriesOptions
     default_encoders = ("tcn", "ts_transformer")
+    list_cells = True
 
     def check(self, opts, frame, root: Path) -> RowProblems:
         refs = [_ref(v, root) for v in frame[opts.column].tolist()]
