@@ -259,6 +259,8 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
     ens = summary["ensemble"]
     assert ens is not None and len(ens["members"]) >= 2, summary.get("ensemble")
     assert abs(sum(ens["weights"]) - 1.0) < 1e-5 and ens["validation"] <= ens["best_single"]["validation"]
+    # The best single trial is scored on the same splits, for the report's comparison.
+    assert set(ens["best_single"]["metrics"]) == set(summary["metrics"]) and "accuracy" in ens["best_single"]["metrics"]["test"]
     card = json.loads((run / "mmauto.json").read_text())
     assert card["ensemble"]["members"] == ens["members"]
     board = json.loads((run / "leaderboard.json").read_text())

@@ -141,14 +141,19 @@ class Preprocessing:
             out.update(self.modality(name).serving_values(name, spec.options, frame, root))
         return out
 
-    def targets(self, frame) -> np.ndarray:
+    def target_values(self, frame) -> list:
+        """The rows' parsed target values (labels, label lists or numbers)."""
         values, problems = target_values(self.manifest, frame)
         if problems:
             from mmauto.errors import DataError
 
             row, reason, detail = problems[0]
             raise DataError(f"row {row + 1}: {reason}: {detail}")
-        return self.head.encode(values)
+        return values
+
+    def targets(self, frame) -> np.ndarray:
+        """The rows' targets as the model trains on them."""
+        return self.head.encode(self.target_values(frame))
 
     def decoded_dataset(self, frame, root: Path, with_targets: bool = True, cache: Optional[str] = None):
         """Unbatched (features, target) or features: decoded once, cached."""

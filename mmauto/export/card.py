@@ -58,8 +58,8 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
         "objective": summary.get("objective"),
         "best_trial": summary.get("best_trial"),
         # The SavedModel averages these trials' outputs with these weights (None: the best trial alone).
-        "ensemble": ({"members": summary["ensemble"]["members"], "weights": summary["ensemble"]["weights"]}
-                     if summary.get("ensemble") else None),
+        "ensemble": ({"members": summary["ensemble"]["members"], "weights": summary["ensemble"]["weights"],
+                      "best_single": summary["ensemble"]["best_single"]} if summary.get("ensemble") else None),
         "fusion": hp_values.get("fusion"),
         "encoders": encoders,
         "hyperparameters": hp_values,

@@ -32,7 +32,24 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
         return selected
     run.emit(events.EnsembleChosen(members=chosen.members, weights=chosen.weights, metric=chosen.metric,
                                    validation=chosen.score, best_single=chosen.best_single_score))
+    # The exported model will be the ensemble: score the best single trial now, on the same
+    # splits, so the report and the bench can compare the two.
+    info["best_single"]["metrics"] = _scores(data, selected)
     return _build(searched, selected, chosen, info)
+
+
+def _scores(data: Prepared, selected: Selected) -> dict:
+    """The selected (single) model's metrics on validation and test, from its in-process outputs."""
+    prep, out = data.prep, {}
+    head = prep.head
+    for name in ("validation", "test"):
+        if name in data.splits.splits and data.splits[name].rows:
+            sp = data.splits[name]
+            decoded = prep.decoded_dataset(sp.frame, sp.root, with_targets=False)
+            y = selected.model.predict(prep.batches(decoded, 256, selected.encoders, selected.input_keys), verbose=0)
+            values = prep.target_values(sp.frame)
+            out[name] = head.score(values, {head.key(head.parity_output): head.expected(y)})
+    return out
 
 
 def _candidates(searched: Searched) -> list[str]:
