@@ -189,3 +189,91 @@ def tabular_text_manifest(path: Path, table: Path, batch_size: int = 128) -> Pat
                                                                   "learning_rate": 0.003, "hybrid": False}},
         "train": {"epochs": 1, "batch_size": batch_size, "early_stopping": False, "seed": 42},
     })
+
+
+# === Quality under a budget (issue 13): fixed splits and degraded inputs ===
+
+
+def clothing_fixed(out: Path, seed: int = 0) -> dict:
+    """Every review row, one fixed 70/15/15 train/validation/test split (seeded), target
+    Recommended_IND (Rating dropped, as the data set's README advises); the manifest names the
+    three files so mmauto and the reference see the same rows."""
+    _need(CLOTHING)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(CLOTHING, index_col=0).drop(columns=["Rating"])
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    n = len(frame)
+    cuts = {"train": (0, int(0.70 * n)), "validation": (int(0.70 * n), int(0.85 * n)), "test": (int(0.85 * n), n)}
+    for name, (a, b) in cuts.items():
+        frame.iloc[a:b].to_csv(out / f"{name}.csv", index=False)
+    data = {
+        "name": "clothing_recommended_fixed",
+        "task": "classification",
+        "data": {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"},
+        "target": "Recommended_IND",
+        "inputs": {
+            "review": {"modality": "text", "column": "Review_Text", "max_length": 128},
+            "title": {"modality": "text", "column": "Title", "max_length": 16},
+            "meta": {"modality": "tabular", "numeric": ["Age", "Positive_Feedback_Count"],
+                     "categorical": ["Division_Name", "Department_Name", "Class_Name"]},
+        },
+        "search": {"tuner": search_tuner()},
+        "train": {"epochs": 10, "early_stopping": 2, "seed": 42},
+    }
+    return {"manifest": write_manifest(out / "manifest.yaml", data), "rows": {k: b - a for k, (a, b) in cuts.items()}, "folder": out}
+
+
+def _degrade_image(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random 14x14 square erased and Gaussian noise (sigma 80 of 255) added."""
+    x = img.astype("float32")
+    top, left = rng.integers(0, 28 - 14, size=2)
+    x[top : top + 14, left : left + 14] = 0.0
+    x += rng.normal(0.0, 80.0, size=x.shape)
+    return np.clip(x, 0, 255).astype("uint8")
+
+
+def _degrade_audio(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """White noise at 0 dB SNR (noise power equal to the recording's)."""
+    x = wave.astype("float32")
+    power = float(np.mean(x**2)) or 1e-8
+    noisy = x + rng.normal(0.0, np.sqrt(power), size=x.shape).astype("float32")
+    return np.clip(noisy, -1.0, 1.0)
+
+
+def av_digits_degraded(out: Path, seed: int = 0) -> dict:
+    """AV-digits with both inputs degraded so that neither alone is enough: every MNIST image
+    has a random square erased and Gaussian noise; every FSDD recording white noise at 0 dB SNR.
+    Written as new PNG / WAV files (the originals are read in place)."""
+    import soundfile as sf
+    from PIL import Image
+
+    base = av_digits(Path(out) / "clean", seed=seed)
+    out = Path(out)
+    rng = np.random.default_rng(seed + 1)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        table = pd.read_csv(out / "clean" / f"{split}.csv")
+        for i, r in table.iterrows():
+            img = np.asarray(Image.open(out / "clean" / r["image"]))
+            name = f"images/{Path(r['image']).stem}_d.png"
+            Image.fromarray(_degrade_image(img, rng)).save(out / name)
+            wave, rate = sf.read(r["audio"], dtype="float32")
+            wav = f"audio/{split}_{i:05d}.wav"
+            sf.write(out / wav, _degrade_audio(wave, rng), rate, subtype="PCM_16")
+            table.loc[i, "image"], table.loc[i, "audio"] = name, wav
+        table.to_csv(out / f"{split}.csv", index=False)
+    manifests = {}
+    for label, path in base["manifests"].items():
+        data = yaml_load(path)
+        data["name"] = data["name"] + "_degraded"
+        manifests[label] = write_manifest(out / Path(path).name, data)
+    return {"manifests": manifests, "train_rows": base["train_rows"], "test_rows": base["test_rows"], "folder": out}
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
