@@ -175,7 +175,7 @@ def show_leaderboard(rows, c):
 
     t = Table(*DISPLAY_HEADERS, title="leaderboard")
     for cells in display_rows(rows):
-        t.add_row(*cells)
+        t.add_row(*("" if c is None else str(c) for c in cells))
     c.print(t)
 
 

@@ -38,7 +38,8 @@ def test_fit_writes_report(run):
     assert f"{metrics[split]['accuracy']:.4f}" in page
     for row in json.loads((run / "leaderboard.json").read_text()):  # rank then trial id opens each row
         rank = row["rank"] if row["rank"] is not None else "—"
-        assert f'<td class="num">{rank}</td><td class="num">{row["trial"]}</td>' in page, row["trial"]
+        trial = '<td>ensemble</td>' if row["trial"] == "ensemble" else f'<td class="num">{row["trial"]}</td>'
+        assert f'<td class="num">{rank}</td>{trial}' in page, row["trial"]
     for png in ("trials.png", "learning_curves.png", "confusion_matrix.png", "calibration.png", "ablation.png"):
         assert (run / "report" / png).stat().st_size > 1000, png
     assert "/v1/models/" in page and "tf.saved_model.load" in page and "&quot;b64&quot;" in page

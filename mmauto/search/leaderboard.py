@@ -58,8 +58,8 @@ def write_leaderboard(rows: list[dict], run_dir: Path) -> None:
 DISPLAY_HEADERS = ("rank", "trial", "status", "score", "fusion", "depth", "heads", "width", "lr", "batch", "encoders", "sec", "note")
 
 
-def display_rows(rows: list[dict]) -> list[list[str]]:
-    """One list of cell texts per leaderboard row, in DISPLAY_HEADERS order."""
+def display_rows(rows: list[dict]) -> list[list]:
+    """One list of cells per leaderboard row, in DISPLAY_HEADERS order (None: no value)."""
     out = []
     for r in rows:
         lr, secs = r.get("learning_rate"), r.get("seconds")
@@ -68,5 +68,5 @@ def display_rows(rows: list[dict]) -> list[list[str]]:
                  r.get("fusion"), r.get("depth"), r.get("heads"), r.get("width"), f"{lr:.1e}" if isinstance(lr, float) else lr,
                  r.get("batch_size"), ", ".join(f"{k}={v}" for k, v in (r.get("encoders") or {}).items()),
                  f"{secs:.1f}" if isinstance(secs, (int, float)) else None, msg[-1][:140] if msg else None]
-        out.append(["" if c is None else str(c) for c in cells])
+        out.append([c if c is None or isinstance(c, (int, float)) else str(c) for c in cells])
     return out
