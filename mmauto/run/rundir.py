@@ -2,7 +2,7 @@
 
 RUN_DIR/
   run.json            manifest (as merged), its path, and the fingerprint resume checks
-  preprocessing.json  fitted preprocessing state
+  preprocessing.json  fitted preprocessing state (and the head's calibration, thresholds, interval)
   search/             keras-tuner's trials and checkpoints (resume continues from here)
   model/              the SavedModel (raw inputs)
   mmauto.json         the model card
