@@ -115,7 +115,8 @@ def test_multilabel_thresholds_per_label():
     labels = head.serve(tf.constant(p))["label"].numpy().astype(str)
     want = ["|".join(c for c, on in zip("ab", row) if on) for row in truth]
     assert list(labels) == want
-    assert head.score([[c for c, on in zip("ab", row) if on] for row in truth], {"probabilities": p})["macro_f1"] == 1.0
+    scores = head.score([[c for c, on in zip("ab", row) if on] for row in truth], {"probabilities": p})
+    assert scores["macro_f1"] == 1.0 and scores["ece"] == pytest.approx(cal.ece(p, truth))
 
 
 def test_conformal_interval_covers():

@@ -116,4 +116,5 @@ class MultilabelHead(Head):
         return {"rows": int(len(y)), "subset_accuracy": float(accuracy_score(y, pred)),
                 "label_accuracy": float((pred == y).mean()),
                 "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-                "roc_auc": float(np.mean(aucs)) if aucs else None}
+                "roc_auc": float(np.mean(aucs)) if aucs else None,
+                "ece": cal.ece(probs, y)}  # every (row, label) probability against the label being present
