@@ -197,3 +197,14 @@ def test_separable_validation_keeps_no_temperature():
     head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
     c = head.calibrate(p, y, train_spec())["calibration"]
     assert not c["applied"] and c["fitted_temperature"] < 0.06 and "bound" in c["not_kept"] and head.temperature is None
+
+
+def test_calibration_settings_may_change_on_resume(demo_dir):
+    from mmauto.config.manifest import load_manifest
+    from mmauto.run.rundir import fingerprint
+
+    m = load_manifest(demo_dir / "manifest.yaml")
+    assert m.train.calibrate is True and m.train.threshold is None and m.train.threshold_metric == "accuracy"
+    assert m.train.interval_coverage == 0.9
+    train = fingerprint(m)["train"]
+    assert not {"calibrate", "threshold_metric", "interval_coverage"} & set(train) and "threshold" in train

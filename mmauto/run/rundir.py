@@ -18,7 +18,9 @@ from mmauto.config.manifest import Manifest, manifest_from_dict
 from mmauto.errors import RunError, SearchError
 
 # Changing these on resume is fine: they bound the search, they do not change its space.
-_FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("name",)}
+# Stage calibrate's settings apply after the search, so they are free too.
+_FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("name",),
+         ("train", "calibrate"), ("train", "threshold_metric"), ("train", "interval_coverage")}
 
 
 def fingerprint(m: Manifest) -> dict:
