@@ -125,6 +125,25 @@ class FitPrinter(Printer):
         picks = ", ".join(f"{m} x{w:.2f}" for m, w in zip(e.members, e.weights))
         self.say(f"ensemble: trials {picks}; validation {e.metric} {e.validation:.4f} (best single trial {e.best_single:.4f})")
 
+    def on_calibration(self, e):
+        f = e.fitted
+        parts = []
+        c = f.get("calibration")
+        if c and c.get("method"):
+            kept = f"temperature {c['temperature']:.3g}" if c["applied"] else f"temperature not kept ({c.get('not_kept')})"
+            parts.append(f"{kept}, validation ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
+        if f.get("threshold") is not None:
+            parts.append(f"threshold {f['threshold']:.3g}" + (f" (chosen for {f['threshold_chosen_for']})" if f.get("threshold_chosen_for") else " (pinned)"))
+        if f.get("thresholds"):
+            parts.append("thresholds " + ", ".join(f"{k} {v:.3g}" for k, v in f["thresholds"].items()))
+        if f.get("interval"):
+            i = f["interval"]
+            parts.append(f"{i['coverage']:.0%} interval +-{i['half_width']:.4g}")
+        elif "why" in f:
+            parts.append(f["why"])
+        if parts:
+            self.say("calibration: " + "; ".join(parts))
+
     def on_export_start(self, e):
         self._drop("search", "trial")
         what = f"the ensemble of trials {', '.join(e.members)}" if e.members else f"best trial {e.trial}"

@@ -112,6 +112,12 @@ class EnsembleChosen(Event):
 
 
 @dataclasses.dataclass(frozen=True)
+class Calibrated(Event):
+    kind = "calibration"
+    fitted: dict  # the head's `calibrate` result: calibration, threshold(s), interval
+
+
+@dataclasses.dataclass(frozen=True)
 class AblationStart(Event):
     kind = "ablation"
     split: str

@@ -61,8 +61,11 @@ def test_multilabel(demo_dir, tmp_path):
     assert summary["objective"] == "val_loss" and "macro_f1" in summary["metrics"]["test"]
     run_cli("predict", run, d / "train.csv", "--out", tmp_path / "p.csv")
     p = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    # one threshold per label, chosen on validation for F1 (stage calibrate); `label` uses them
+    thresholds = card["thresholds"]
+    assert set(thresholds) == {"cheap", "north", "pricey"} and card["threshold_chosen_for"] == "f1"
     for label, row in zip(p["prediction"], p[["prob_cheap", "prob_north", "prob_pricey"]].values):
-        assert set(filter(None, label.split("|"))) == {c for c, x in zip(["cheap", "north", "pricey"], row) if x >= 0.5}
+        assert set(filter(None, label.split("|"))) == {c for c, x in zip(["cheap", "north", "pricey"], row) if x >= thresholds[c]}
 
 
 def test_regression_mixed_precision(demo_dir, tmp_path):
@@ -75,9 +78,14 @@ def test_regression_mixed_precision(demo_dir, tmp_path):
     run_cli("predict", run, d / "train.csv", "--out", tmp_path / "p.csv")
     p = pd.read_csv(tmp_path / "p.csv")
     # Standardised in training, inverted in the export: predictions are prices again.
-    assert list(p.columns) == ["id", "prediction"] and 5 < p["prediction"].mean() < 120
+    assert list(p.columns) == ["id", "prediction", "prediction_lower", "prediction_upper"] and 5 < p["prediction"].mean() < 120
+    # the split-conformal interval (stage calibrate): value -+ the validation residuals' 90% quantile
+    interval = json.loads((run / "mmauto.json").read_text())["interval"]
+    assert interval["coverage"] == 0.9 and interval["half_width"] > 0
+    assert np.allclose(p["prediction_upper"] - p["prediction"], interval["half_width"], rtol=1e-4)
+    assert np.allclose(p["prediction"] - p["prediction_lower"], interval["half_width"], rtol=1e-4)
     e = json.loads(run_cli("evaluate", run, d / "train.csv", "--json").stdout)["metrics"]
-    assert {"mae", "rmse", "r2"} <= set(e)
+    assert {"mae", "rmse", "r2", "interval_coverage"} <= set(e)
 
 
 WAVE = textwrap.dedent(

@@ -158,7 +158,15 @@ class TrainSpec(Strict):
     seed: int = 42
     mixed_precision: bool = False
     feature_cache: bool = True  # frozen encoders' outputs computed once, reused by every trial
-    threshold: float = Field(0.5, gt=0, lt=1)
+    # The label's threshold on a probability (binary: of the second class; multilabel: of each
+    # label). Unset: chosen on validation (binary for `threshold_metric`, multilabel per label
+    # for F1); a value pins it.
+    threshold: Optional[float] = Field(None, gt=0, lt=1)
+    threshold_metric: Literal["accuracy", "f1"] = "accuracy"
+    # Temperature scaling of classifiers' probabilities and regression's conformal interval,
+    # fitted on validation after the search (stage `calibrate`).
+    calibrate: bool = True
+    interval_coverage: float = Field(0.9, gt=0, lt=1)
     # Greedy ensemble selection over the trials: true (up to ENSEMBLE_STEPS picks), a number of
     # picks, or false for the best single trial.
     ensemble: Union[bool, Annotated[int, Field(ge=1, le=1000)]] = True

@@ -38,7 +38,9 @@ class Preprocessing:
         self.manifest = manifest
         self.state = state
         tstate = state["target"]
-        self.head: Head = head_for(manifest.task, manifest.target.column, tstate.get("classes"), tstate, manifest.train.threshold)
+        threshold = manifest.train.threshold
+        self.head: Head = head_for(manifest.task, manifest.target.column, tstate.get("classes"), tstate,
+                                   0.5 if threshold is None else threshold)
 
     # === Fitting ===
 

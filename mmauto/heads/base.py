@@ -90,6 +90,25 @@ class Head(abc.ABC):
     def card(self) -> dict:
         return {"head": self.name, "labels": self.classes, "threshold": None}
 
+    # === Calibration (after the search, on validation) ===
+
+    def calibrate(self, y: np.ndarray, targets: np.ndarray, train) -> Optional[dict]:
+        """Fit post-hoc calibration on the selected model's validation outputs `y` and encoded
+        `targets` (`train`: the manifest's TrainSpec); the fitted values go into `state`, which
+        `serve` and `expected` apply. Returns what was fitted (the run summary's entry), or None."""
+        return None
+
+    @property
+    def calibration(self) -> Optional[dict]:
+        """The fitted temperature scaling (see heads/calibration.py), or None."""
+        return self.state.get("calibration")
+
+    @property
+    def temperature(self) -> Optional[float]:
+        """The temperature `serve` applies, or None (not fitted, or not kept)."""
+        c = self.calibration
+        return float(c["temperature"]) if c and c.get("applied") else None
+
     def key(self, output: str) -> str:
         return f"{self.prefix}{output}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmauto.heads import calibration as cal
 from mmauto.heads.base import HEADS
 from mmauto.heads.classification import MulticlassHead
 
@@ -11,7 +12,8 @@ from mmauto.heads.classification import MulticlassHead
 @HEADS.register("binary")
 class BinaryHead(MulticlassHead):
     """One sigmoid unit (the probability of `classes[1]`); serves both classes' probabilities
-    and the label at `threshold`, like the multiclass head."""
+    (temperature-scaled when fitted) and the label: `classes[1]` where its probability is at or
+    above the decision threshold (chosen on validation, or `train.threshold` when pinned)."""
 
     activation = "sigmoid"
     default_objective = "val_auc"
@@ -37,11 +39,57 @@ class BinaryHead(MulticlassHead):
     def encode(self, values):
         return self._index(values).astype("float32").reshape(-1, 1)
 
+    @property
+    def decision_threshold(self) -> float:
+        """The served label's threshold on the probability of `classes[1]`."""
+        return float(self.state.get("threshold", self.threshold))
+
     def probabilities(self, y):
         import tensorflow as tf
 
-        return tf.stack([1.0 - y[:, 0], y[:, 0]], axis=1)
+        t = self.temperature
+        p = y[:, 0] if t is None else cal.tf_sigmoid_scaled(y[:, 0], t)
+        return tf.stack([1.0 - p, p], axis=1)
+
+    def serve(self, y):
+        import tensorflow as tf
+
+        probs = self.probabilities(y)
+        labels = tf.where(probs[:, 1] >= self.decision_threshold, tf.constant(self.classes[1]), tf.constant(self.classes[0]))
+        return {self.key("probabilities"): probs, self.key("label"): labels}
+
+    def _positive(self, y) -> np.ndarray:
+        """The served probability of `classes[1]` (numpy, float32) from the model's output."""
+        p = np.asarray(y, "float32")[:, 0]
+        t = self.temperature
+        return p if t is None else cal.sigmoid(cal.sigmoid_logits(p) / t).astype("float32")
 
     def expected(self, y):
-        y = np.asarray(y, "float32")
-        return np.stack([1.0 - y[:, 0], y[:, 0]], axis=1)
+        p = self._positive(y)
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predicted(self, probs):
+        return (np.asarray(probs)[:, 1] >= self.decision_threshold).astype(int)
+
+    def ece(self, probs, index):
+        """ECE on the probability of `classes[1]` against the rows being `classes[1]`."""
+        return cal.ece(np.asarray(probs, "float64")[:, 1], np.asarray(index) == 1)
+
+    def calibrate(self, y, targets, train):
+        positive = np.asarray(targets).reshape(-1).astype(int)
+        z = cal.sigmoid_logits(np.asarray(y)[:, 0])
+        info = cal.temperature_report(z, lambda t: cal.sigmoid_nll(z, positive, t),
+                                      lambda t: cal.ece(cal.sigmoid(z / t), positive), train.calibrate)
+        self.state["calibration"] = info
+        if train.threshold is None:  # chosen on the calibrated probabilities, as served
+            threshold = cal.choose_threshold(self._positive(y), positive, train.threshold_metric)
+            self.state["threshold_chosen_for"] = train.threshold_metric
+        else:
+            threshold, self.state["threshold_chosen_for"] = float(train.threshold), None
+        self.state["threshold"] = threshold
+        return {"calibration": info, "threshold": threshold, "threshold_chosen_for": self.state["threshold_chosen_for"]}
+
+    def card(self):
+        return {**super().card(), "threshold": self.decision_threshold,
+                # the validation metric it was chosen for; None: pinned by train.threshold
+                "threshold_chosen_for": self.state.get("threshold_chosen_for")}

@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from mmauto.heads import calibration as cal
 from mmauto.heads.base import HEADS, Head
 
 
@@ -67,8 +68,9 @@ class MulticlassHead(Head):
         return self._index(values)
 
     def probabilities(self, y):
-        """(N, C) probabilities from the model's output (TF or numpy)."""
-        return y
+        """(N, C) served probabilities from the model's output (TF): temperature-scaled when fitted."""
+        t = self.temperature
+        return y if t is None else cal.tf_softmax_scaled(y, t)
 
     def serve(self, y):
         import tensorflow as tf
@@ -78,7 +80,29 @@ class MulticlassHead(Head):
         return {self.key("probabilities"): probs, self.key("label"): labels}
 
     def expected(self, y):
-        return np.asarray(y, "float32")
+        y = np.asarray(y, "float32")
+        t = self.temperature
+        return y if t is None else cal.softmax(cal.softmax_logits(y) / t).astype("float32")
+
+    def predicted(self, probs: np.ndarray) -> np.ndarray:
+        """The class index served as `label`, from served probabilities (numpy)."""
+        return np.asarray(probs).argmax(axis=1)
+
+    def ece(self, probs: np.ndarray, index: np.ndarray) -> float:
+        """ECE on the top-class probability (heads/calibration.py)."""
+        probs = np.asarray(probs, "float64")
+        return cal.ece(probs.max(axis=1), probs.argmax(axis=1) == index)
+
+    def calibrate(self, y, targets, train):
+        index = np.asarray(targets).reshape(-1).astype(int)
+        z = cal.softmax_logits(y)
+        info = cal.temperature_report(z, lambda t: cal.softmax_nll(z, index, t),
+                                      lambda t: self.ece(cal.softmax(z / t), index), train.calibrate)
+        self.state["calibration"] = info
+        return {"calibration": info}
+
+    def card(self):
+        return {**super().card(), "calibration": self.calibration}
 
     def output_specs(self):
         return {self.key("probabilities"): {"dtype": "float32", "shape": [None, len(self.classes)]},
@@ -100,7 +124,7 @@ class MulticlassHead(Head):
 
         probs = np.asarray(outputs[self.key("probabilities")], "float64")
         n = len(self.classes)
-        y, pred = self._index(values), probs.argmax(axis=1)
+        y, pred = self._index(values), self.predicted(probs)
         labels = list(range(n))
         prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
         aucs = [_auc(y == i, probs[:, i]) for i in (range(1, 2) if n == 2 else range(n))]
@@ -111,6 +135,7 @@ class MulticlassHead(Head):
             "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
             "log_loss": float(log_loss(y, _normalised(probs), labels=labels)),
             "roc_auc": float(np.mean(aucs)) if aucs else None,
+            "ece": self.ece(probs, y),
             "confusion_matrix": {"labels": self.classes, "matrix": confusion_matrix(y, pred, labels=labels).tolist()},
             "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
                           for i, c in enumerate(self.classes)},

@@ -1,17 +1,19 @@
-"""Multi-label classification: one sigmoid per label, labels joined with `|` at `threshold`."""
+"""Multi-label classification: one sigmoid per label, labels joined with `|` at their thresholds."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from mmauto.heads import calibration as cal
 from mmauto.heads.base import HEADS, Head
 from mmauto.heads.classification import _auc
 
 
 @HEADS.register("multilabel")
 class MultilabelHead(Head):
-    """Independent sigmoids; serves `probabilities` (N, L) and `label`, the labels at or above
-    `threshold` joined by `|`."""
+    """Independent sigmoids; serves `probabilities` (N, L), temperature-scaled with one shared
+    temperature when fitted, and `label`, the labels at or above their threshold joined by `|`
+    (one threshold per label chosen on validation for F1, or `train.threshold` for all when pinned)."""
 
     activation = "sigmoid"
     default_objective = "val_loss"
@@ -47,23 +49,55 @@ class MultilabelHead(Head):
     def encode(self, values):
         return self._indicators(values)
 
+    @property
+    def thresholds(self) -> list[float]:
+        """One threshold per label (the served label list's)."""
+        return [float(t) for t in self.state.get("thresholds") or [self.threshold] * len(self.classes)]
+
     def serve(self, y):
         import tensorflow as tf
 
-        names = tf.where(y >= self.threshold, tf.broadcast_to(tf.constant(self.classes), tf.shape(y)), "")
+        t = self.temperature
+        probs = y if t is None else cal.tf_sigmoid_scaled(y, t)
+        names = tf.where(probs >= tf.constant(self.thresholds, tf.float32), tf.broadcast_to(tf.constant(self.classes), tf.shape(probs)), "")
         joined = tf.strings.reduce_join(names, axis=1, separator="|")
         joined = tf.strings.regex_replace(tf.strings.regex_replace(joined, r"\|+", "|"), r"^\||\|$", "")
-        return {self.key("probabilities"): y, self.key("label"): joined}
+        return {self.key("probabilities"): probs, self.key("label"): joined}
 
     def expected(self, y):
-        return np.asarray(y, "float32")
+        y = np.asarray(y, "float32")
+        t = self.temperature
+        return y if t is None else cal.sigmoid(cal.sigmoid_logits(y) / t).astype("float32")
+
+    def predicted(self, probs: np.ndarray) -> np.ndarray:
+        """(N, L) booleans: the labels served in `label`."""
+        return np.asarray(probs) >= np.asarray(self.thresholds, "float32")
+
+    def calibrate(self, y, targets, train):
+        truth = np.asarray(targets).astype(int)
+        z = cal.sigmoid_logits(y)
+        # One temperature shared by the labels: one parameter fits on small validation splits;
+        # ECE over every (row, label) probability against the label being present.
+        info = cal.temperature_report(z, lambda t: cal.sigmoid_nll(z, truth, t),
+                                      lambda t: cal.ece(cal.sigmoid(z / t), truth), train.calibrate)
+        self.state["calibration"] = info
+        if train.threshold is None:
+            probs = self.expected(y)
+            self.state["thresholds"] = [cal.choose_threshold(probs[:, i], truth[:, i], "f1", self.threshold) for i in range(len(self.classes))]
+            self.state["threshold_chosen_for"] = "f1"
+        else:
+            self.state["thresholds"], self.state["threshold_chosen_for"] = [float(train.threshold)] * len(self.classes), None
+        return {"calibration": info, "thresholds": dict(zip(self.classes, self.thresholds)),
+                "threshold_chosen_for": self.state["threshold_chosen_for"]}
 
     def output_specs(self):
         return {self.key("probabilities"): {"dtype": "float32", "shape": [None, len(self.classes)]},
                 self.key("label"): {"dtype": "string", "shape": [None], "separator": "|"}}
 
     def card(self):
-        return {**super().card(), "threshold": self.threshold}
+        # `threshold`: the default (or pinned) one; `thresholds`: what `label` uses, per label.
+        return {**super().card(), "threshold": self.threshold, "thresholds": dict(zip(self.classes, self.thresholds)),
+                "threshold_chosen_for": self.state.get("threshold_chosen_for"), "calibration": self.calibration}
 
     def columns(self, outputs):
         labels = outputs[self.key("label")]
@@ -77,9 +111,10 @@ class MultilabelHead(Head):
 
         probs = np.asarray(outputs[self.key("probabilities")])
         y = self._indicators(values).astype(bool)
-        pred = probs >= self.threshold
+        pred = self.predicted(probs)
         aucs = [a for a in (_auc(y[:, i], probs[:, i]) for i in range(len(self.classes))) if a is not None]
         return {"rows": int(len(y)), "subset_accuracy": float(accuracy_score(y, pred)),
                 "label_accuracy": float((pred == y).mean()),
                 "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-                "roc_auc": float(np.mean(aucs)) if aucs else None}
+                "roc_auc": float(np.mean(aucs)) if aucs else None,
+                "ece": cal.ece(probs, y)}  # every (row, label) probability against the label being present

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from mmauto.errors import RunError
+from mmauto.heads.calibration import ECE_BINS
 
 PLOTS = ("trials.png", "learning_curves.png", "confusion_matrix.png", "residuals.png", "calibration.png", "ablation.png")
 DPI = 110
@@ -61,7 +62,7 @@ def write_report(run_dir: Path) -> Path:
         "<h2>Search</h2>", _search(board, out, objective),
         "<h2>Training of the best trial</h2>", _curves(history, objective, out),
         "<h2>Errors</h2>", _errors(head, metrics, preds, split, out),
-        "<h2>Calibration</h2>", _calibration(head, preds, split, out),
+        "<h2>Calibration</h2>", _fitted_calibration(card), _calibration(head, preds, split, out),
         "<h2>Modality ablation</h2>", _ablation(ablation, out),
         "<h2>Serving</h2>", _serving(card, run_dir, name),
         _footer(card),
@@ -321,6 +322,28 @@ def _errors(head: str, metrics: dict, preds, split: str, out: Path) -> str:
     return f'<div class="grid"><div>{plot}</div><div><h3>Per class ({_e(split)})</h3>{table}</div></div>'
 
 
+def _fitted_calibration(card: dict) -> str:
+    """One line on what stage `calibrate` fitted on validation (from the model card)."""
+    said = []
+    c = card.get("calibration")
+    if c and c.get("method"):
+        ece = f"validation ECE ({c.get('ece_bins', 15)} bins) {_num(c.get('ece_before'))} -> {_num(c.get('ece_after'))}"
+        said.append(f"Temperature scaling: T = {_num(c['temperature'])}, {ece}, log loss {_num(c.get('log_loss_before'))} -> "
+                    f"{_num(c.get('log_loss_after'))}." if c.get("applied") else
+                    f"Temperature scaling not kept: {c.get('not_kept') or 'it did not lower the validation log loss'} "
+                    f"(fitted T = {_num(c.get('fitted_temperature'))}; {ece}).")
+    how = f"chosen on validation for {card['threshold_chosen_for']}" if card.get("threshold_chosen_for") else "pinned by train.threshold"
+    if card.get("thresholds"):
+        said.append("Label thresholds (" + how + "): " + ", ".join(f"{k} {_num(v)}" for k, v in card["thresholds"].items()) + ".")
+    elif card.get("head") == "binary" and card.get("threshold") is not None:
+        said.append(f"Decision threshold on P({(card.get('labels') or ['', '?'])[-1]}): {_num(card['threshold'])} ({how}).")
+    i = card.get("interval")
+    if i:
+        said.append(f"Served interval value_lower/value_upper: value -+ {_num(i.get('half_width'))}, a {i['coverage']:.0%} "
+                    f"split-conformal interval from {i.get('rows')} validation rows (see interval_coverage in the metrics).")
+    return f"<p>{_e(' '.join(said))}</p>" if said else ""
+
+
 def _calibration(head: str, preds, split: str, out: Path) -> str:
     if head not in ("multiclass", "binary"):
         return _note(f"Not drawn for a {head} head.")
@@ -335,12 +358,13 @@ def _calibration(head: str, preds, split: str, out: Path) -> str:
         return _note("eval_predictions.csv has no probabilities for this split: calibration skipped.")
     conf = rows[cols].apply(pd.to_numeric, errors="coerce").to_numpy().max(axis=1)
     correct = (rows["prediction"] == rows["target"]).to_numpy()
-    edges = np.linspace(0.0, 1.0, 11)
-    which = np.clip(np.digitize(conf, edges) - 1, 0, 9)
-    counts = np.bincount(which, minlength=10)
+    bins = ECE_BINS
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges) - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
     used = counts > 0
-    mean_conf = np.array([conf[which == b].mean() if used[b] else np.nan for b in range(10)])
-    acc = np.array([correct[which == b].mean() if used[b] else np.nan for b in range(10)])
+    mean_conf = np.array([conf[which == b].mean() if used[b] else np.nan for b in range(bins)])
+    acc = np.array([correct[which == b].mean() if used[b] else np.nan for b in range(bins)])
     ece = float(np.nansum(counts / counts.sum() * np.abs(acc - mean_conf)))
     fig = _figure(5.6, 4.6)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
@@ -349,10 +373,10 @@ def _calibration(head: str, preds, split: str, out: Path) -> str:
     top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02), title=f"reliability ({split}, ECE {ece:.4f})")
     top.grid(alpha=0.3)
     top.legend(fontsize=8, loc="upper left")
-    bottom.bar(edges[:-1], counts, width=0.1, align="edge", color="C0", alpha=0.5, edgecolor="white")
+    bottom.bar(edges[:-1], counts, width=1.0 / bins, align="edge", color="C0", alpha=0.5, edgecolor="white")
     bottom.set(xlabel="top-class probability", ylabel="rows")
     return _embed(fig, out / "calibration.png",
-                  f"Accuracy against the top-class probability in 10 bins on the {split} split ({len(rows)} rows); "
+                  f"Accuracy against the top-class probability in {bins} bins on the {split} split ({len(rows)} rows); "
                   f"points under the diagonal are over-confident.")
 
 

@@ -97,6 +97,7 @@ class Selected:
     encoders: dict  # input -> encoder (an ensemble's: a list where its members differ)
     input_keys: list
     ensemble: Optional[dict] = None  # {members, weights, metric, validation, best_single}
+    calibration: Optional[dict] = None  # what stage `calibrate` fitted (the head's `calibrate`)
 
 
 @dataclasses.dataclass

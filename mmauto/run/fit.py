@@ -1,6 +1,6 @@
 """One `mmauto fit`, as its stages:
 
-    load -> prepare_data -> search -> select -> ensemble -> export -> evaluate -> summarize
+    load -> prepare_data -> search -> select -> ensemble -> calibrate -> export -> evaluate -> summarize
 
 Each stage is a function in its own module of this package, taking the records the earlier
 stages returned (mmauto/run/context.py) and returning its own. A new capability (an ensemble,
@@ -10,6 +10,7 @@ calibration) is a new stage inserted here.
 from __future__ import annotations
 
 from mmauto import events
+from mmauto.run.calibrate import calibrate
 from mmauto.run.context import FitOptions
 from mmauto.run.ensemble import ensemble
 from mmauto.run.evaluate import evaluate
@@ -31,6 +32,7 @@ def fit(manifest_path, out, options: FitOptions, emit: events.Emit = events.igno
         emit(events.Notice(text=searched.warning))
     selected = select(run, searched)
     selected = ensemble(run, data, searched, selected)
+    selected = calibrate(run, data, selected)
     exported = export(run, data, selected)
     evaluated = evaluate(run, data, exported)
     return summarize(run, data, searched, selected, exported, evaluated)

@@ -2,7 +2,7 @@
 
 RUN_DIR/
   run.json            manifest (as merged), its path, and the fingerprint resume checks
-  preprocessing.json  fitted preprocessing state
+  preprocessing.json  fitted preprocessing state (and the head's calibration, thresholds, interval)
   search/             keras-tuner's trials and checkpoints (resume continues from here)
   model/              the SavedModel (raw inputs)
   mmauto.json         the model card
@@ -18,7 +18,9 @@ from mmauto.config.manifest import Manifest, manifest_from_dict
 from mmauto.errors import RunError, SearchError
 
 # Changing these on resume is fine: they bound the search, they do not change its space.
-_FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("name",)}
+# Stage calibrate's settings apply after the search, so they are free too.
+_FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("name",),
+         ("train", "calibrate"), ("train", "threshold_metric"), ("train", "interval_coverage")}
 
 
 def fingerprint(m: Manifest) -> dict:

@@ -33,6 +33,7 @@ def summarize(run: Run, data: Prepared, searched: Searched, selected: Selected, 
         "resumed": run.resumed,
         "feature_cache": None if searched.cache is None else {"hits": searched.cache.hits, "misses": searched.cache.misses},
         "ensemble": selected.ensemble,
+        "calibration": selected.calibration,
     }
     if selected.ensemble:
         rows = _with_ensemble_row(rows, selected, evaluated, searched.objective)

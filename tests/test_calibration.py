@@ -1,0 +1,210 @@
+"""Calibration after the search (stage `calibrate`, heads/calibration.py): temperature scaling,
+decision thresholds, split-conformal intervals; and one small fit whose SavedModel serves them."""
+
+import json
+import shutil
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import yaml
+from conftest import run_cli
+
+from mmauto.heads import calibration as cal
+from mmauto.heads import head_for
+
+
+def train_spec(**kw):
+    base = {"calibrate": True, "threshold": None, "threshold_metric": "accuracy", "interval_coverage": 0.9}
+    return types.SimpleNamespace(**{**base, **kw})
+
+
+def overconfident(n=3000, classes=4, seed=0, sharpen=3.0):
+    """Softmax outputs whose logits are the true ones times `sharpen`: right on average in
+    ranking, over-confident in probability."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (n, classes))
+    p_true = cal.softmax(logits)
+    y = np.array([rng.choice(classes, p=p) for p in p_true])
+    return cal.softmax(logits * sharpen).astype("float32"), y
+
+
+def test_temperature_scaling_fixes_overconfidence():
+    probs, y = overconfident()
+    head = head_for("classification", "label", ["a", "b", "c", "d"], {"classes": ["a", "b", "c", "d"]})
+    info = head.calibrate(probs, y, train_spec())["calibration"]
+    assert info["applied"] and 2.0 < info["temperature"] < 4.5  # the logits were sharpened 3x
+    assert info["ece_after"] < info["ece_before"] / 2
+    assert info["log_loss_after"] < info["log_loss_before"]
+    calibrated = head.expected(probs)
+    assert np.allclose(calibrated.sum(axis=1), 1, atol=1e-5)
+    assert (calibrated.argmax(axis=1) == probs.argmax(axis=1)).all()  # the ranking is kept
+    # the served graph applies the same temperature
+    served = head.serve(tf.constant(probs))["probabilities"].numpy()
+    assert np.abs(served - calibrated).max() < 1e-5
+
+
+def test_temperature_not_kept_when_already_calibrated_or_switched_off():
+    probs, y = overconfident(sharpen=1.0, seed=1)
+    head = head_for("classification", "label", ["a", "b", "c", "d"], {"classes": ["a", "b", "c", "d"]})
+    info = head.calibrate(probs, y, train_spec())["calibration"]
+    assert abs(info["fitted_temperature"] - 1.0) < 0.15
+    off = head_for("classification", "label", ["a", "b", "c", "d"], {"classes": ["a", "b", "c", "d"]})
+    sharp, y2 = overconfident(seed=2)
+    info = off.calibrate(sharp, y2, train_spec(calibrate=False))["calibration"]
+    assert not info["applied"] and off.temperature is None and info["method"] is None
+    assert np.array_equal(off.expected(sharp), sharp)
+
+
+def test_binary_temperature_and_threshold():
+    rng = np.random.default_rng(0)
+    n = 4000
+    z = rng.normal(0, 2, n)
+    y = (rng.random(n) < cal.sigmoid(z - 1.5)).astype(int)  # positives rarer than the model thinks
+    p = cal.sigmoid(2.5 * z).astype("float32")[:, None]  # over-confident and shifted
+    head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    out = head.calibrate(p, y, train_spec())
+    c = out["calibration"]
+    assert c["applied"] and c["temperature"] > 1 and c["ece_after"] < c["ece_before"]
+    t = out["threshold"]
+    assert t > 0.55 and out["threshold_chosen_for"] == "accuracy"
+    probs = head.expected(p)
+    acc = lambda thr: np.mean((probs[:, 1] >= thr) == y)  # noqa: E731
+    assert acc(t) > acc(0.5)
+    served = head.serve(tf.constant(p))
+    assert np.abs(served["probabilities"].numpy() - probs).max() < 1e-5
+    labels = served["label"].numpy().astype(str)
+    assert (labels == np.where(probs[:, 1] >= t, "yes", "no")).all()
+    assert head.card()["threshold"] == t and head.card()["calibration"]["temperature"] == c["temperature"]
+
+
+def test_threshold_choice_on_skewed_scores():
+    # Scores all below 0.5 but separating the classes at 0.3: the default 0.5 labels everything 0.
+    rng = np.random.default_rng(1)
+    y = rng.random(500) < 0.4
+    p = np.where(y, rng.uniform(0.32, 0.48, 500), rng.uniform(0.02, 0.28, 500))
+    for metric in ("accuracy", "f1"):
+        t = cal.choose_threshold(p, y, metric)
+        assert 0.28 <= t <= 0.32
+    assert cal.choose_threshold(p, np.zeros(500), "f1") == 0.5  # no positives: the default stays
+
+
+def test_pinned_threshold_stays():
+    head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]}, threshold=0.7)
+    p = np.linspace(0.01, 0.99, 200, dtype="float32")[:, None]
+    out = head.calibrate(p, (p[:, 0] > 0.2).astype(int), train_spec(threshold=0.7))
+    assert out["threshold"] == 0.7 and out["threshold_chosen_for"] is None
+    ml = head_for("multilabel", "tags", ["a", "b"], {"classes": ["a", "b"]}, threshold=0.3)
+    out = ml.calibrate(np.tile(p, (1, 2)), np.ones((200, 2)), train_spec(threshold=0.3))
+    assert ml.thresholds == [0.3, 0.3]
+
+
+def test_multilabel_thresholds_per_label():
+    rng = np.random.default_rng(2)
+    n = 1000
+    truth = (rng.random((n, 2)) < [0.5, 0.3]).astype(int)
+    # label a separates at 0.5; label b's scores are all low, separating at 0.2
+    p = np.stack([np.where(truth[:, 0], rng.uniform(0.55, 0.95, n), rng.uniform(0.05, 0.45, n)),
+                  np.where(truth[:, 1], rng.uniform(0.22, 0.4, n), rng.uniform(0.01, 0.18, n))], axis=1).astype("float32")
+    head = head_for("multilabel", "tags", ["a", "b"], {"classes": ["a", "b"]})
+    out = head.calibrate(p, truth, train_spec(calibrate=False))
+    ta, tb = out["thresholds"]["a"], out["thresholds"]["b"]
+    assert 0.45 <= ta <= 0.55 and 0.18 <= tb <= 0.22
+    labels = head.serve(tf.constant(p))["label"].numpy().astype(str)
+    want = ["|".join(c for c, on in zip("ab", row) if on) for row in truth]
+    assert list(labels) == want
+    scores = head.score([[c for c, on in zip("ab", row) if on] for row in truth], {"probabilities": p})
+    assert scores["macro_f1"] == 1.0 and scores["ece"] == pytest.approx(cal.ece(p, truth))
+
+
+def test_conformal_interval_covers():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=4000)
+    y = 3 * x + rng.standard_t(4, size=4000) * 2  # heavy-tailed noise
+    pred = 3 * x
+    half = cal.conformal_half_width((y - pred)[:2000], 0.9)
+    inside = np.mean(np.abs((y - pred)[2000:]) <= half)
+    assert 0.87 <= inside <= 0.93
+    assert cal.conformal_half_width(np.ones(5), 0.9) is None  # too few rows for 90%
+    head = head_for("regression", "price", None, {"mean": 10.0, "std": 2.0})
+    z = ((pred - 10.0) / 2.0).astype("float32")[:, None]
+    out = head.calibrate(z[:2000], ((y[:2000] - 10.0) / 2.0)[:, None], train_spec())
+    assert out["interval"]["coverage"] == 0.9 and abs(out["interval"]["half_width"] - half) < 1e-3
+    served = {k: v.numpy() for k, v in head.serve(tf.constant(z[2000:])).items()}
+    assert set(served) == {"value", "value_lower", "value_upper"} and set(head.output_specs()) == set(served)
+    scores = head.score(y[2000:], served)
+    assert 0.87 <= scores["interval_coverage"] <= 0.93
+    assert list(head.columns(served)) == ["prediction", "prediction_lower", "prediction_upper"]
+
+
+def test_ece_bins():
+    assert cal.ece([0.9] * 10, [True] * 9 + [False]) < 1e-9
+    assert abs(cal.ece([0.9] * 10, [True] * 5 + [False] * 5) - 0.4) < 1e-9
+
+
+def test_fit_serves_calibrated_probabilities_and_threshold(demo_dir, tmp_path):
+    """A small binary fit: the card's calibration entry, `mmauto predict`'s probabilities equal
+    the temperature-scaled outputs of the exported trial (its kept validation predictions), and
+    the served label is the chosen threshold's."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    f = pd.read_csv(data / "train.csv")
+    flip = np.random.default_rng(0).random(len(f)) < 0.2  # noisy labels: validation is not separable
+    f["deal"] = np.where((f["price"] > 50) ^ flip, "yes", "no")
+    f.iloc[:84].to_csv(data / "train.csv", index=False)
+    f.iloc[84:].to_csv(data / "val.csv", index=False)
+    m = yaml.safe_load((data / "manifest.yaml").read_text())
+    m["data"] = {"train": "train.csv", "validation": "val.csv"}
+    m["target"] = "deal"
+    m["inputs"] = {k: v for k, v in m["inputs"].items() if k in ("review", "meta")}
+    m["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16}}
+    m["train"] = {"epochs": 2, "batch_size": 16, "ensemble": False}
+    (data / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
+    run = tmp_path / "run"
+    r = run_cli("fit", data / "manifest.yaml", "--out", run, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    card = json.loads((run / "mmauto.json").read_text())
+    c = card["calibration"]
+    assert {"method", "temperature", "ece_before", "ece_after", "applied"} <= set(c) and c["method"] == "temperature"
+    assert summary["calibration"]["calibration"] == c
+    if c["applied"]:
+        assert c["log_loss_after"] < c["log_loss_before"] and c["temperature"] != 1.0
+    else:
+        assert c["temperature"] == 1.0 and c["ece_after"] == c["ece_before"] and c["not_kept"]
+    assert card["threshold_chosen_for"] == "accuracy" and 0 < card["threshold"] < 1
+    print("calibration:", c, "threshold:", card["threshold"])
+
+    # parity: the served probabilities are the calibrated outputs of the exported trial
+    raw = np.load(run / "search" / f"trial_{summary['best_trial']}" / "val_predictions.npy")[:, 0]
+    p = np.clip(raw.astype("float32"), np.float32(1e-7), np.float32(1 - 1e-7)).astype("float64")
+    calibrated = 1 / (1 + np.exp(-(np.log(p) - np.log1p(-p)) / c["temperature"]))
+    assert run_cli("predict", run, data / "val.csv", "--out", tmp_path / "p.csv").returncode == 0
+    served = pd.read_csv(tmp_path / "p.csv")
+    assert len(served) == len(calibrated) == 36
+    assert np.abs(served["prob_yes"].to_numpy() - calibrated).max() < 1e-4
+    assert (served["prediction"] == np.where(served["prob_yes"] >= card["threshold"], "yes", "no")).all()
+    assert summary["metrics"]["validation"]["ece"] == pytest.approx(c["ece_after"], abs=1e-3)
+    report = (run / "report" / "index.html").read_text()
+    assert "Decision threshold" in report and "Temperature scaling" in report
+
+
+def test_separable_validation_keeps_no_temperature():
+    y = np.arange(200) % 2
+    p = np.where(y == 1, 0.8, 0.2).astype("float32")[:, None]  # right on every row: T -> 0
+    head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    c = head.calibrate(p, y, train_spec())["calibration"]
+    assert not c["applied"] and c["fitted_temperature"] < 0.06 and "bound" in c["not_kept"] and head.temperature is None
+
+
+def test_calibration_settings_may_change_on_resume(demo_dir):
+    from mmauto.config.manifest import load_manifest
+    from mmauto.run.rundir import fingerprint
+
+    m = load_manifest(demo_dir / "manifest.yaml")
+    assert m.train.calibrate is True and m.train.threshold is None and m.train.threshold_metric == "accuracy"
+    assert m.train.interval_coverage == 0.9
+    train = fingerprint(m)["train"]
+    assert not {"calibrate", "threshold_metric", "interval_coverage"} & set(train) and "threshold" in train
