@@ -194,9 +194,9 @@ def test_pairwise_features():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(PairFeatures()(b, a)), got, atol=1e-6)
 
 
-def test_pairwise_symmetric_only_when_shared():
-    """With the shared (siamese) projection and no raw vectors, swapping the two inputs leaves
-    the output unchanged; a projection per input, or the raw vectors appended, tell them apart."""
+def test_pairwise_symmetric_in_its_inputs():
+    """Without the raw vectors, swapping the two inputs leaves the output unchanged (whether or
+    not they pass the shared projection); appending the raw vectors tells them apart."""
     width = 8
 
     def swap_gap(values):
@@ -210,10 +210,10 @@ def test_pairwise_symmetric_only_when_shared():
         a, b = rng.normal(size=(2, 4, width)).astype("float32")
         return np.abs(keras.ops.convert_to_numpy(model([a, b])) - keras.ops.convert_to_numpy(model([b, a]))).max()
 
-    assert swap_gap({"pairwise/project": "shared", "pairwise/vectors": False, "pairwise/depth": 1}) < 1e-5
-    assert swap_gap({"pairwise/project": "none", "pairwise/vectors": False, "pairwise/depth": 1}) < 1e-5
-    assert swap_gap({"pairwise/project": "separate", "pairwise/vectors": False, "pairwise/depth": 1}) > 1e-3
-    assert swap_gap({"pairwise/project": "shared", "pairwise/vectors": True, "pairwise/depth": 1}) > 1e-3
+    for project in ("none", "shared"):
+        for depth in (0, 1):
+            assert swap_gap({"pairwise/project": project, "pairwise/vectors": False, "pairwise/depth": depth}) < 1e-5
+        assert swap_gap({"pairwise/project": project, "pairwise/vectors": True, "pairwise/depth": 1}) > 1e-3
 
 
 def test_tensor_product_terms():
