@@ -27,15 +27,15 @@ from common import log, machine
 FUSIONS = ("concat", "pairwise", "low_rank", "tensor", "perceiver")
 
 
-def pinned(manifest: Path, fusion: str) -> Path:
+def pinned(manifest: Path, fusion: str, space: dict | None = None) -> Path:
     data = yaml.safe_load(manifest.read_text())
-    data.setdefault("search", {}).setdefault("space", {})["fusion"] = fusion
+    data.setdefault("search", {}).setdefault("space", {}).update({**(space or {}), "fusion": fusion})
     path = manifest.with_name(f"manifest_{fusion}.yaml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
-def fit_fusion(manifest: Path, fusion: str, out: Path, budget: float, trials: int, epochs=None) -> dict:
+def fit_fusion(manifest: Path, fusion: str, out: Path, budget: float, trials: int, epochs=None, space=None) -> dict:
     from mmauto import api
 
     def on_event(kind, **kw):
@@ -46,7 +46,7 @@ def fit_fusion(manifest: Path, fusion: str, out: Path, budget: float, trials: in
 
     log(f"{fusion}: fit, budget {budget:.0f}s, up to {trials} trials")
     t0 = time.perf_counter()
-    summary = api.fit(pinned(manifest, fusion), out, max_trials=trials, time_budget=budget, epochs=epochs, overwrite=True,
+    summary = api.fit(pinned(manifest, fusion, space), out, max_trials=trials, time_budget=budget, epochs=epochs, overwrite=True,
                       on_event=on_event)
     board = json.loads((out / "leaderboard.json").read_text())
     best = next((r for r in board if r.get("rank") == 1), {})  # the leaderboard is sorted best first
@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--fusions", nargs="+", default=list(FUSIONS))
     ap.add_argument("--train-rows", type=int, default=None, help="subsample the 2,700 training recordings")
+    ap.add_argument("--space", action="append", default=[], metavar="KEY=YAML",
+                    help="also set search.space.KEY (e.g. learning_rate='{min: 1e-4, max: 1e-3}'); repeatable")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -89,17 +91,18 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="mmauto_fusions_"))
     made = datasets.same_digit(out / "data", seed=args.seed, train_rows=args.train_rows)
     log(f"same-digit: {made['train_rows']} train / {made['test_rows']} test rows in {out / 'data'}")
+    space = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.space)}
     rows = []
     for fusion in args.fusions:
         try:
-            rows.append(fit_fusion(made["manifest"], fusion, out / f"run_{fusion}", args.budget, args.trials, args.epochs))
+            rows.append(fit_fusion(made["manifest"], fusion, out / f"run_{fusion}", args.budget, args.trials, args.epochs, space))
         except Exception as exc:  # noqa: BLE001 -- one failing fusion must not lose the others' figures
             log(f"{fusion} failed: {exc}")
             rows.append({"fusion": fusion, "accuracy": None, "roc_auc": None, "validation_accuracy": None, "trials": 0,
                          "failed_trials": 0, "wall_seconds": 0.0, "budget": args.budget, "error": str(exc)})
         log(f"{fusion}: test accuracy {rows[-1]['accuracy']}")
         (out / "fusions.json").write_text(json.dumps({"machine": machine(), "data": made | {"manifest": str(made["manifest"])},
-                                                      "rows": rows}, indent=2, default=str))
+                                                      "space": space, "rows": rows}, indent=2, default=str))
     md = table(rows)
     (out / "fusions.md").write_text(md + "\n")
     print(md)
