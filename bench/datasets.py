@@ -3,6 +3,8 @@ place; only derived files, such as MNIST PNGs and subsampled tables, are written
 generators.
 
 - AV-digits: MNIST test images paired with FSDD spoken digits of the same digit.
+- Same-digit: an MNIST image and an FSDD recording; the label says only whether they show the
+  same digit (half the rows do).
 - Women's clothing reviews: text + tabular, two targets.
 - A generated tabular + text table of any size (the memory benchmark).
 """
@@ -98,6 +100,63 @@ def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test
         }
         manifests[name] = write_manifest(out / f"manifest_{'_'.join(keep)}.yaml", data)
     return {"manifests": manifests, "train_rows": len(rows["train"]), "test_rows": len(rows["test"])}
+
+
+def same_digit(out: Path, seed: int = 0, train_rows: int | None = None, test_rows: int | None = None,
+               epochs: int = 12) -> dict:
+    """train.csv / test.csv and one manifest: an MNIST image and an FSDD recording per row, target
+    `same` (yes / no) and nothing else: the digit is never an input.
+
+    Every FSDD recording is used once, in its official split (recording index 0-4 test, the rest
+    train). Half the rows of each split (balanced per recording digit) get an MNIST image of the
+    same digit, the others one of a different digit drawn uniformly; MNIST images are drawn
+    without replacement across both splits, so no image or recording is in two splits.
+    `image_digit` and `audio_digit` are written as extra columns (not inputs; for auxiliary
+    targets). `*_rows` subsample the recordings (None keeps all: 2,700 train, 300 test).
+    """
+    _need(FSDD / "fsdd_index.csv", MNIST / "t10k-images-idx3-ubyte.gz", MNIST / "t10k-labels-idx1-ubyte.gz")
+    from PIL import Image
+
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
+    index = pd.read_csv(FSDD / "fsdd_index.csv")
+    rng = np.random.default_rng(seed)
+    pools = {d: list(rng.permutation(np.flatnonzero(labels == d))) for d in range(10)}  # popped: never reused
+    rows = {}
+    for split, limit in (("test", test_rows), ("train", train_rows)):
+        rec = index[(index["index"] <= 4) if split == "test" else (index["index"] >= 5)].sort_values(["digit", "speaker", "index"])
+        if limit is not None and limit < len(rec):
+            rec = rec.iloc[np.sort(rng.choice(len(rec), limit, replace=False))]
+        rec = rec.reset_index(drop=True)
+        same = np.zeros(len(rec), dtype=bool)
+        for digit in range(10):  # half of each digit's recordings match (the odd one out drawn at random)
+            at = np.flatnonzero(rec["digit"].to_numpy() == digit)
+            same[rng.permutation(at)[: (len(at) + rng.integers(2)) // 2]] = True
+        recs = []
+        for r, match in zip(rec.itertuples(), same):
+            digit = int(r.digit) if match else int(rng.choice([d for d in range(10) if d != r.digit]))
+            img = int(pools[digit].pop())
+            name = f"images/mnist_{img:05d}.png"
+            Image.fromarray(images[img]).save(out / name)
+            recs.append({"image": name, "audio": str((FSDD / r.path).resolve()), "same": "yes" if match else "no",
+                         "image_digit": digit, "audio_digit": int(r.digit), "speaker": r.speaker, "mnist_index": img})
+        rows[split] = recs
+        pd.DataFrame.from_records(recs).sample(frac=1.0, random_state=seed).to_csv(out / f"{split}.csv", index=False)
+    data = {
+        "name": "same_digit",
+        "task": "classification",
+        "data": {"train": "train.csv", "test": "test.csv", "split": {"validation": 0.15, "seed": 42, "stratify": True}},
+        "target": "same",
+        "inputs": {
+            "image": {"modality": "image", "column": "image", "size": [28, 28], "channels": 1},
+            "audio": {"modality": "audio", "column": "audio", "sample_rate": 8000, "max_seconds": 0.8},
+        },
+        "search": {"tuner": search_tuner()},
+        "train": {"epochs": epochs, "early_stopping": 4, "seed": 42},
+    }
+    return {"manifest": write_manifest(out / "manifest.yaml", data), "train_rows": len(rows["train"]), "test_rows": len(rows["test"])}
 
 
 # === Women's clothing reviews ===

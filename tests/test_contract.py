@@ -184,3 +184,88 @@ def test_modality_contract(preps, modality):
             for key, (shape, _) in spec.items():
                 assert tuple(row[key].shape) == tuple(shape), key
             assert float(row[present_key(name)]) == present
+
+
+def _two_input_model(fname, width=8, values=None, steps=3):
+    """A fusion over two inputs (one with tokens, one pooled only), with some hps pinned."""
+    inputs = [keras.Input((width,), name="a_pooled"), keras.Input((steps, width), name="a_tokens"), keras.Input((width,), name="b_pooled")]
+    encoded = {"a": Encoded(inputs[0], inputs[1]), "b": Encoded(inputs[2], None)}
+    hp = kt.HyperParameters()
+    for k, v in (values or {}).items():
+        hp.Fixed(k, v)
+    fusion = FUSIONS.get(fname)(SpaceSpec())
+    out = fusion.build(hp, encoded, width, 0.0)
+    return keras.Model(inputs, out)
+
+
+@pytest.mark.parametrize("fname", [n for n, _ in FUSIONS.items()])
+def test_fusion_saves_and_loads(fname, tmp_path):
+    """Every fusion's layers are serialisable: a saved model loads back with the same outputs."""
+    model = _two_input_model(fname)
+    if any(isinstance(layer, keras.layers.Lambda) for layer in model.layers):
+        pytest.skip("a Lambda layer's closure does not load from a .keras file (the run folder keeps weights and a SavedModel)")
+    rng = np.random.default_rng(0)
+    x = [rng.random((2, *t.shape[1:]), dtype="float32") for t in model.inputs]
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=False)
+    for a, b in zip(keras.tree.flatten(model(x)), keras.tree.flatten(loaded(x))):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), atol=1e-6)
+
+
+def test_pairwise_features():
+    """[a * b, |a - b|, cos(a, b)], the same for (a, b) and (b, a)."""
+    from mmauto.fusion.pairwise import PairFeatures
+
+    a = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 0.0]], "float32")
+    b = np.array([[2.0, -1.0, 1.0], [2.0, 0.0, 0.0]], "float32")
+    got = keras.ops.convert_to_numpy(PairFeatures()(a, b))
+    cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    np.testing.assert_allclose(got, np.concatenate([a * b, np.abs(a - b), cos[:, None]], -1), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(PairFeatures()(b, a)), got, atol=1e-6)
+
+
+def test_pairwise_symmetric_in_its_inputs():
+    """Without the raw vectors, swapping the two inputs leaves the output unchanged (whether or
+    not they pass the shared projection); appending the raw vectors tells them apart."""
+    width = 8
+
+    def swap_gap(values):
+        inputs = [keras.Input((width,), name=f"in{i}") for i in range(2)]
+        encoded = {f"in{i}": Encoded(x, None) for i, x in enumerate(inputs)}
+        hp = kt.HyperParameters()
+        for k, v in values.items():
+            hp.Fixed(k, v)
+        model = keras.Model(inputs, FUSIONS.get("pairwise")(SpaceSpec()).build(hp, encoded, width, 0.0))
+        rng = np.random.default_rng(0)
+        a, b = rng.normal(size=(2, 4, width)).astype("float32")
+        return np.abs(keras.ops.convert_to_numpy(model([a, b])) - keras.ops.convert_to_numpy(model([b, a]))).max()
+
+    for project in ("none", "shared"):
+        for depth in (0, 1):
+            assert swap_gap({"pairwise/project": project, "pairwise/vectors": False, "pairwise/depth": depth}) < 1e-5
+        assert swap_gap({"pairwise/project": project, "pairwise/vectors": True, "pairwise/depth": 1}) > 1e-3
+
+
+def test_tensor_product_terms():
+    """The flattened outer product of [x1; 1] and [x2; 1] holds x1, x2, their products and 1."""
+    from mmauto.fusion.tensor import TensorProduct, product_dims
+
+    x1 = np.array([[1.0, 2.0]], "float32")
+    x2 = np.array([[3.0, 4.0, 5.0]], "float32")
+    got = keras.ops.convert_to_numpy(TensorProduct()([x1, x2])).reshape(3, 4)
+    np.testing.assert_allclose(got, np.outer([1.0, 2.0, 1.0], [3.0, 4.0, 5.0, 1.0]))
+    assert product_dims(16, 2) == 16 and (product_dims(16, 4) + 1) ** 4 <= 4096
+
+
+def test_low_rank_product_formula():
+    """sum_r w_r prod_m ([z_m; 1] W_m^r) + b, checked against numpy."""
+    from mmauto.fusion.low_rank import LowRankProduct
+
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(3, 4)).astype("float32"), rng.normal(size=(3, 2)).astype("float32")]
+    layer = LowRankProduct(5, 3)
+    got = keras.ops.convert_to_numpy(layer(xs))
+    f = [np.einsum("bd,rdu->bru", np.concatenate([x, np.ones((3, 1), "float32")], -1), keras.ops.convert_to_numpy(w))
+         for x, w in zip(xs, layer.factors)]
+    want = (f[0] * f[1] * keras.ops.convert_to_numpy(layer.rank_weights)[None]).sum(1) + keras.ops.convert_to_numpy(layer.bias)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
