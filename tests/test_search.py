@@ -37,13 +37,14 @@ def test_tiny_search_covers_fusions_and_leaderboard(demo_dir, tmp_path):
     m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
     r = run_cli("fit", m, "--out", tmp_path / "run", "--json", "--seed", "3")
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    rows = [r for r in board if r["trial"] != "ensemble"]  # an exported ensemble has its own row on top
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
     assert len({r["fusion"] for r in rows}) >= 2
     scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)  # val_accuracy: best first
     csv = (tmp_path / "run" / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("rank,trial,status,score") and len(csv) == 5
+    assert csv[0].startswith("rank,trial,status,score") and len(csv) == 1 + len(board)
     search = tmp_path / "run" / "search"
     # Weights are written once per trial that can still win; state files are replaced whole.
     assert (search / f"trial_{rows[0]['trial']}" / "checkpoint.weights.h5").exists()
@@ -266,6 +267,11 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
     board = json.loads((run / "leaderboard.json").read_text())
     assert board[0]["trial"] == "ensemble" and board[0]["members"] == ens["members"]
     blend = sum(w * np.load(run / "search" / f"trial_{t}" / "val_predictions.npy") for t, w in zip(ens["members"], ens["weights"]))
+    calibration = card.get("calibration") or {}
+    if calibration.get("applied"):  # the calibrate stage scales the blend's probabilities
+        from mmauto.heads.calibration import softmax, softmax_logits
+
+        blend = softmax(softmax_logits(blend) / calibration["temperature"])
     served = pd.read_csv(run / "eval_predictions.csv", keep_default_na=False)
     served = served[served["split"] == "validation"]
     probs = served[[c for c in served.columns if c.startswith("prob_")]].to_numpy()
