@@ -23,7 +23,6 @@ from mmauto.hp import pick
 from mmauto.layers import FillMask, MissingGate, WeightedSum
 from mmauto.model.objectives import align, reconstruct
 
-
 # Adam's learning rate, log scale. On the same-digit bench (bench/RESULTS.md, issue 14) trials
 # above ~1e-3 mostly stayed at chance with every fusion while 3.5e-4 learned with all of them;
 # the old range (3e-4 to 1e-2) drew two of three trials above 1e-3.
