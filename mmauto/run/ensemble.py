@@ -5,10 +5,16 @@ serves behind the same raw-input signatures as a single model."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from mmauto import events
 from mmauto.run.context import Prepared, Run, Searched, Selected
+
+# Passes over the validation and test splits that the stages after this one make with the
+# exported model (calibration, evaluation, parity and the report's predictions), in units of
+# the one timed here: the ensemble is skipped when they would not end before the deadline.
+LATER_PASSES = 2.0
 
 
 def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -> Selected:
@@ -30,11 +36,18 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
             "validation": chosen.score, "best_single": {"trial": chosen.best_single, "validation": chosen.best_single_score}}
     if len(chosen.members) < 2:
         return selected
+    # The exported model will be the ensemble: score the best single trial now, on the same
+    # splits, so the report and the bench can compare the two. That pass also times one
+    # model's predictions: the ensemble costs about that per member in each later pass.
+    t0 = time.time()
+    info["best_single"]["metrics"] = _scores(data, selected)
+    cost = LATER_PASSES * len(chosen.members) * (time.time() - t0)
+    if run.deadline is not None and time.time() + cost > run.deadline:
+        run.emit(events.Notice(text=f"ensemble of trials {', '.join(chosen.members)} skipped to keep the time budget "
+                                    f"(about {cost:.0f}s more); exporting the best trial alone"))
+        return selected
     run.emit(events.EnsembleChosen(members=chosen.members, weights=chosen.weights, metric=chosen.metric,
                                    validation=chosen.score, best_single=chosen.best_single_score))
-    # The exported model will be the ensemble: score the best single trial now, on the same
-    # splits, so the report and the bench can compare the two.
-    info["best_single"]["metrics"] = _scores(data, selected)
     return _build(searched, selected, chosen, info)
 
 
