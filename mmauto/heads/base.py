@@ -131,6 +131,16 @@ class Head(abc.ABC):
         return a < b if self.main_metric in self.lower_is_better else a > b
 
 
+def label_columns(head: Head, outputs: dict) -> dict:
+    """`prediction` (the served label) and `prob_<class>` per class: the columns of the heads
+    that serve labels with probabilities."""
+    labels = outputs[head.key("label")]
+    cols = {f"{head.prefix}prediction": [x.decode() if isinstance(x, bytes) else str(x) for x in labels]}
+    probs = outputs[head.key("probabilities")]
+    cols.update({f"{head.prefix}prob_{c}": probs[:, i] for i, c in enumerate(head.classes)})
+    return cols
+
+
 def head_for(task: str, target: str, classes: Optional[list[str]] = None, state: Optional[dict] = None,
              threshold: float = 0.5, prefix: str = "") -> Head:
     """The registered head that accepts the task and classes."""

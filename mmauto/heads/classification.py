@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from mmauto.heads import calibration as cal
-from mmauto.heads.base import HEADS, Head
+from mmauto.heads.base import HEADS, Head, label_columns
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> Optional[float]:
@@ -109,11 +109,7 @@ class MulticlassHead(Head):
                 self.key("label"): {"dtype": "string", "shape": [None]}}
 
     def columns(self, outputs):
-        labels = outputs[self.key("label")]
-        cols = {f"{self.prefix}prediction": [x.decode() if isinstance(x, bytes) else str(x) for x in labels]}
-        probs = outputs[self.key("probabilities")]
-        cols.update({f"{self.prefix}prob_{c}": probs[:, i] for i, c in enumerate(self.classes)})
-        return cols
+        return label_columns(self, outputs)
 
     def check_values(self, values):
         unknown = sorted({v for v in values if v not in self.classes})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmauto.heads import calibration as cal
-from mmauto.heads.base import HEADS, Head
+from mmauto.heads.base import HEADS, Head, label_columns
 from mmauto.heads.classification import _auc
 
 
@@ -100,11 +100,7 @@ class MultilabelHead(Head):
                 "threshold_chosen_for": self.state.get("threshold_chosen_for"), "calibration": self.calibration}
 
     def columns(self, outputs):
-        labels = outputs[self.key("label")]
-        cols = {f"{self.prefix}prediction": [x.decode() if isinstance(x, bytes) else str(x) for x in labels]}
-        probs = outputs[self.key("probabilities")]
-        cols.update({f"{self.prefix}prob_{c}": probs[:, i] for i, c in enumerate(self.classes)})
-        return cols
+        return label_columns(self, outputs)
 
     def score(self, values, outputs):
         from sklearn.metrics import accuracy_score, f1_score
