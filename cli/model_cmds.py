@@ -244,6 +244,7 @@ def predict(
     data: Path = typer.Argument(..., help="A table (.csv, .tsv, .parquet, .jsonl) with the input columns."),
     out: Path = typer.Option(Path("predictions.csv"), "--out", help="Where to write predictions (format by suffix)."),
     key: Optional[list[str]] = typer.Option(None, "--key", help="Columns to copy into the output (default: id if present, else row)."),
+    explain: bool = typer.Option(False, "--explain", help="Add contribution_<input>: how much each input moves the answer."),
 ):
     """Predict with the exported SavedModel from raw inputs; empty cells are missing inputs."""
     from rich.progress import Progress
@@ -252,7 +253,7 @@ def predict(
 
     with Progress(console=console(stderr=True), transient=True) as bar:
         task = bar.add_task("predicting", total=None)
-        result = api.predict(run_dir, data, out, key_columns=key, progress=lambda n: bar.advance(task, n))
+        result = api.predict(run_dir, data, out, key_columns=key, progress=lambda n: bar.advance(task, n), explain=explain)
     console(stderr=True).print(f"wrote {len(result)} predictions to {out}")
 
 

@@ -49,7 +49,7 @@ def fit(manifest_path, out, *, max_trials: Optional[int] = None, time_budget=Non
     return run_fit(manifest_path, out, options, on_event or events.ignore)
 
 
-def _open(run_dir):
+def _open(run_dir, signature: str = "serving_default"):
     from mmauto.data.pipeline import Preprocessing
     from mmauto.run.rundir import load_manifest_of, model_dir
 
@@ -59,19 +59,20 @@ def _open(run_dir):
 
     if any(s.encoder.type == "keras_hub" or (isinstance(s.encoder.type, list) and "keras_hub" in s.encoder.type) for s in m.inputs.values()):
         import tensorflow_text  # noqa: F401  (keras-hub tokenizers' ops)
-    sig = tf.saved_model.load(str(model_dir(run_dir))).signatures["serving_default"]
+    sig = tf.saved_model.load(str(model_dir(run_dir))).signatures[signature]
     return m, prep, sig
 
 
-def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, progress=None):
+def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, progress=None, explain: bool = False):
     """Predictions for a table (any supported format) through the exported SavedModel.
 
-    `out` and `key_columns` are checked before anything is predicted."""
+    `out` and `key_columns` are checked before anything is predicted. `explain` adds, per row
+    and input, `contribution_<input>` from the `serving_explain` signature."""
     from mmauto.evaluation import predict as evaluation
 
     if out:
         _check_out(Path(out))
-    m, prep, sig = _open(run_dir)
+    m, prep, sig = _open(run_dir, "serving_explain" if explain else "serving_default")
     frame, root = evaluation.read_checked(prep, Path(data), with_target=False)
     for col in key_columns or []:
         if col not in frame.columns:

@@ -122,3 +122,31 @@ def test_leaderboard_json(fitted):
 def test_predict_on_folder_without_run(tmp_path):
     r = run_cli("predict", tmp_path, tmp_path / "x.csv")
     assert r.returncode == 2 and "not an mmauto run folder" in r.stderr
+
+
+def test_explain_gives_each_inputs_contribution(fitted, tmp_path):
+    """serving_explain's contribution of an input is the predicted class's probability as sent
+    minus its probability with that input left empty (what serving_default answers then)."""
+    import numpy as np
+    import pandas as pd
+
+    from mmauto import api
+    from mmauto.evaluation.predict import blank
+
+    run, _, demo = fitted
+    rows = pd.read_csv(demo / "train.csv", keep_default_na=False).head(6)
+    table = demo / "explain_rows.csv"  # media paths are relative to the table's folder
+    rows.to_csv(table, index=False)
+    got = api.predict(run, table, explain=True)
+    plain = api.predict(run, table)
+    probs = [c for c in plain.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(got[probs].to_numpy(), plain[probs].to_numpy(), atol=1e-5)
+    pick = plain[probs].to_numpy().argmax(axis=1)
+    m, prep, _ = api._open(run)
+    for name in m.inputs:
+        blank(prep, rows, [name]).to_csv(demo / "explain_blank.csv", index=False)
+        without = api.predict(run, demo / "explain_blank.csv")[probs].to_numpy()
+        want = plain[probs].to_numpy()[np.arange(6), pick] - without[np.arange(6), pick]
+        np.testing.assert_allclose(got[f"contribution_{name}"].to_numpy(), want, atol=1e-4)
+    r = run_cli("predict", run, table, "--explain", "--out", tmp_path / "p.csv")
+    assert r.returncode == 0 and "contribution_review" in pd.read_csv(tmp_path / "p.csv").columns

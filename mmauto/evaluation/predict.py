@@ -57,6 +57,9 @@ def prediction_frame(prep: Preprocessing, frame: pd.DataFrame, outputs: dict, ke
     out = pd.DataFrame({c: frame[c].values for c in key_columns}) if key_columns else pd.DataFrame({"row": np.arange(1, len(frame) + 1)})
     for col, values in prep.head.columns(outputs).items():
         out[col] = values
+    for name in prep.manifest.inputs:  # serving_explain's per-input contributions
+        if f"contribution_{name}" in outputs:
+            out[f"contribution_{name}"] = outputs[f"contribution_{name}"]
     return out
 
 

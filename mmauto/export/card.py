@@ -15,6 +15,12 @@ def _version(pkg: str):
         return None
 
 
+# What serving_explain's contribution_<input> means (the model card and the README say it).
+CONTRIBUTION = ("the answer with the row as sent minus the answer with this input treated as missing (the predicted "
+                "class's probability; for multilabel the mean absolute change of the labels' probabilities; for "
+                "regression the value); the model runs once per input more, in the same call")
+
+
 def needs_tensorflow_text(m, encoders: dict) -> bool:
     """Whether the SavedModel holds keras-hub tokenizer ops (serving imports tensorflow_text)."""
     from mmauto.data.pipeline import encoder_list
@@ -46,6 +52,8 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
         **head.card(),
         "signatures": {
             "serving_default": {"inputs": serving_inputs(prep), "outputs": outputs},
+            "serving_explain": {"inputs": "as serving_default", "outputs": {
+                **outputs, **{f"contribution_{n}": {"dtype": "float32", "shape": [None], "means": CONTRIBUTION} for n in m.inputs}}},
             **({"serving_waveform": {"inputs": "as serving_default, but each audio input is float32 [N, S] at its sample_rate; a row whose first sample is NaN is missing"}}
                if any(s.modality == "audio" for s in m.inputs.values()) else {}),
         },

@@ -45,8 +45,30 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
     def serve(raw):
         return run(graph(raw))
 
+    names = list(prep.manifest.inputs)
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve_explain(raw):
+        """serving_default's outputs plus `contribution_<input>` per row: the batch is repeated
+        once per input with that input marked missing, all in one call of the model."""
+        feats = graph(raw)
+        feats = {k: feats[k] for k in keys}
+        rows = tf.shape(feats[present_key(names[0])])[0]
+        blocks = len(names) + 1
+        tiled = {k: tf.concat([v] * blocks, axis=0) for k, v in feats.items()}
+        for i, name in enumerate(names):  # block i + 1 has `name` missing
+            keep = tf.concat([tf.fill([rows], 0.0 if b == i + 1 else 1.0) for b in range(blocks)], axis=0)
+            tiled[present_key(name)] = tiled[present_key(name)] * keep
+        parts = tf.split(tf.cast(model(tiled, training=False), tf.float32), blocks, axis=0)
+        full = head.serve(parts[0])
+        out = dict(full)
+        for i, name in enumerate(names):
+            out[f"contribution_{name}"] = head.contribution(full, head.serve(parts[i + 1]))
+        return out
+
     mod.serve = serve
-    signatures = {"serving_default": serve}
+    mod.serve_explain = serve_explain
+    signatures = {"serving_default": serve, "serving_explain": serve_explain}
     audio = [n for n, s in prep.manifest.inputs.items() if s.modality == "audio"]
     if audio:
         wspec = dict(spec)

@@ -87,6 +87,11 @@ class Head(abc.ABC):
     def output_specs(self) -> dict:
         """The model card's description of the served outputs."""
 
+    @abc.abstractmethod
+    def contribution(self, full: dict, without: dict):
+        """Per row (TF, [N]): how much the served answer moves when one input is treated as
+        missing; `full` and `without` are `serve` outputs with and without it."""
+
     def card(self) -> dict:
         return {"head": self.name, "labels": self.classes, "threshold": None}
 

@@ -111,6 +111,14 @@ class MulticlassHead(Head):
     def columns(self, outputs):
         return label_columns(self, outputs)
 
+    def contribution(self, full, without):
+        """The predicted class's probability with the input, minus without it."""
+        import tensorflow as tf
+
+        p, q = full[self.key("probabilities")], without[self.key("probabilities")]
+        idx = tf.argmax(p, axis=1, output_type=tf.int32)
+        return tf.gather(p, idx, batch_dims=1) - tf.gather(q, idx, batch_dims=1)
+
     def check_values(self, values):
         unknown = sorted({v for v in values if v not in self.classes})
         return f"target '{self.target}' holds label(s) the model never saw: {', '.join(unknown[:5])}" if unknown else None

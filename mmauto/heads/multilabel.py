@@ -99,6 +99,12 @@ class MultilabelHead(Head):
         return {**super().card(), "threshold": self.threshold, "thresholds": dict(zip(self.classes, self.thresholds)),
                 "threshold_chosen_for": self.state.get("threshold_chosen_for"), "calibration": self.calibration}
 
+    def contribution(self, full, without):
+        """The mean absolute change of the labels' probabilities when the input is missing."""
+        import tensorflow as tf
+
+        return tf.reduce_mean(tf.abs(full[self.key("probabilities")] - without[self.key("probabilities")]), axis=1)
+
     def columns(self, outputs):
         return label_columns(self, outputs)
 

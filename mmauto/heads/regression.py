@@ -67,6 +67,10 @@ class RegressionHead(Head):
             out[self.key("value_upper")] = {"dtype": "float32", "shape": [None], "description": what}
         return out
 
+    def contribution(self, full, without):
+        """The served value with the input, minus without it (in the target's units)."""
+        return full[self.key("value")] - without[self.key("value")]
+
     def columns(self, outputs):
         cols = {f"{self.prefix}prediction": outputs[self.key("value")]}
         if self.key("value_lower") in outputs:
