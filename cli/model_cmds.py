@@ -32,6 +32,8 @@ class FitPrinter(Printer):
         self.budget = None
         self.bar = None  # rich Progress while the fit runs (terminals only)
         self.tasks: dict[str, int] = {}
+        self.running: str | None = None  # the trial in progress, for the interrupt's message
+        self.phase = "starting"  # what the fit does outside trials, in the same words as the bars
 
     def say(self, text: str, show: bool = True):
         if self.enabled and show:
@@ -76,6 +78,15 @@ class FitPrinter(Printer):
     def __exit__(self, *exc):
         self.close()
 
+    def interrupted(self):
+        """Ctrl-C: where the fit stopped, as one line (also appended to fit.log); the error to raise."""
+        from mmauto.errors import Interrupted
+
+        where = f"during trial {self.running}" if self.running is not None else f"while {self.phase}"
+        text = f"interrupted {where}; rerun the same command to resume"
+        self.say(text, show=False)  # the CLI prints the error's line on stderr
+        return Interrupted(text)
+
     # === Events (mmauto.events), one method per kind ===
 
     def on_start(self, e):
@@ -83,24 +94,28 @@ class FitPrinter(Printer):
         self.max_trials, self.budget = e.max_trials, e.budget
         self.say(f"[bold]mmauto fit[/] {e.manifest.name}: up to {e.max_trials} trial(s)"
                  + (f", time budget {e.budget:.0f}s" if e.budget else ", no time budget") + (" [yellow](resuming)[/]" if e.resumed else ""))
-        self._task("phase", "reading and checking data")
+        self.phase = "reading and checking data"
+        self._task("phase", self.phase)
 
     def on_data(self, e):
         s = e.summary
         self.say("data: " + ", ".join(f"{k} {v['rows']} rows" for k, v in s["splits"].items())
                  + (f"; dropped {dropped_line(s)}" if s["dropped_rows"] else ""))
-        self._task("phase", "fitting preprocessing")
+        self.phase = "fitting preprocessing"
+        self._task("phase", self.phase)
 
     def on_search_start(self, e):
         self.trial_no = e.done
         self._drop("phase")
         self._task("search", "search" + (f" (budget {self.budget:.0f}s)" if self.budget else ""), total=self.max_trials, completed=e.done)
         self.say(f"search: objective {e.objective}" + (f", {e.done} trial(s) already done" if e.done else ""))
+        self.phase = "searching"
 
     def on_trial_start(self, e):
         self.trial_no += 1
         v = e.hp.values
         tid = e.trial.trial_id
+        self.running = tid
         encs = ", ".join(f"{k.split('/')[0]}={x}" for k, x in v.items() if k.endswith("/encoder"))
         self.say(f"[cyan]trial {tid}[/] ({self.trial_no}) fusion={v.get('fusion')} width={v.get('width')} {encs}")
         self._task("trial", f"trial {tid}: epochs", total=e.epochs, completed=v.get("tuner/initial_epoch", 0))
@@ -115,6 +130,8 @@ class FitPrinter(Printer):
         t = e.trial
         status = str(t.status).lower()
         score = f"score={t.score:.4f}" if t.score is not None else ""
+        self.running = None
+        self.phase = f"searching, after trial {t.trial_id}"
         self._drop("trial")
         if "search" in self.tasks:
             self.bar.advance(self.tasks["search"])
@@ -128,7 +145,8 @@ class FitPrinter(Printer):
     def on_export_start(self, e):
         self._drop("search", "trial")
         what = f"the ensemble of trials {', '.join(e.members)}" if e.members else f"best trial {e.trial}"
-        self._task("phase", f"exporting {what}")
+        self.phase = f"exporting {what}"
+        self._task("phase", self.phase)
         self.say(f"export: {what}, parity check on validation rows")
 
     def on_done(self, e):
@@ -160,6 +178,7 @@ class FitPrinter(Printer):
         self.say(f"caching frozen {e.encoder} features of '{e.input}' ({e.split})")
 
     def on_ablation(self, e):
+        self.phase = f"scoring the {e.split} split with each input removed"
         self._task("phase", f"ablation on the {e.split} split")
         self.say(f"ablation: scoring the {e.split} split with each input removed")
 
@@ -207,9 +226,14 @@ def fit(
         except ValueError as exc:
             raise MmautoError(f"--time-budget: {exc}") from None
     with FitPrinter(not json_out) as printer:
-        summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
-                          tuner=None if tuner is None else tuner.value, epochs=epochs, mixed_precision=mixed_precision, distributed=distributed,
-                          oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout, on_event=printer)
+        try:
+            summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
+                              tuner=None if tuner is None else tuner.value, epochs=epochs, mixed_precision=mixed_precision,
+                              distributed=distributed, oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout,
+                              on_event=printer)
+        except KeyboardInterrupt:  # typer would exit 130 without a word
+            printer.close()
+            raise printer.interrupted() from None
     if json_out:
         print_json(summary)
 

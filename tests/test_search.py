@@ -2,6 +2,7 @@
 changed manifest."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +85,30 @@ def test_resume_after_sigkill(demo_dir, tmp_path):
     assert set(done_before) <= set(after) and len(after) == 4
     rows = json.loads((run / "leaderboard.json").read_text())
     assert sorted(r["trial"] for r in rows) == sorted(after)
+
+
+def test_ctrl_c_says_where_it_stopped(demo_dir, tmp_path):
+    """SIGINT during a trial: one line on stderr and in fit.log naming the trial, exit 130."""
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
+    data = yaml.safe_load(m.read_text())
+    data["train"].update({"epochs": 20, "early_stopping": False})  # a trial long enough to interrupt
+    m.write_text(yaml.safe_dump(data, sort_keys=False))
+    run, log = tmp_path / "run", tmp_path / "run" / "fit.log"
+    exe = Path(sys.executable).with_name("mmauto")
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen([str(exe), "fit", str(m), "--out", str(run)], stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.time() + 240
+            while time.time() < deadline and not re.search(r"^trial 1 .*\n  epoch 1/", log.read_text() if log.exists() else "", re.M):
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    said = "interrupted during trial 1; rerun the same command to resume"
+    assert code == 130
+    assert (tmp_path / "stderr").read_text().splitlines()[-1] == said
+    assert log.read_text().splitlines()[-1] == said
 
 
 def test_changed_manifest_is_refused(demo_dir, tmp_path):
