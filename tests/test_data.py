@@ -294,8 +294,8 @@ def test_predict_checks_key_and_out_before_predicting(demo_copy, tmp_path, monke
     from types import SimpleNamespace
 
     from mmauto import api
-    from mmauto.evaluation import predict as evaluation
     from mmauto.errors import MmautoError
+    from mmauto.evaluation import predict as evaluation
 
     m = load_manifest(demo_copy / "manifest.yaml")
     monkeypatch.setattr(api, "_open", lambda run_dir: (m, SimpleNamespace(manifest=m), None))
