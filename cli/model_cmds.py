@@ -28,6 +28,7 @@ class FitPrinter(Printer):
         self.live = enabled and self.c.is_terminal
         self.log = log
         self.trial_no = 0
+        self.seen: set[str] = set()  # trial ids started in this run: a retried trial counts once
         self.max_trials = None
         self.budget = None
         self.bar = None  # rich Progress while the fit runs (terminals only)
@@ -112,9 +113,11 @@ class FitPrinter(Printer):
         self.phase = "searching"
 
     def on_trial_start(self, e):
-        self.trial_no += 1
         v = e.hp.values
         tid = e.trial.trial_id
+        if tid not in self.seen:
+            self.seen.add(tid)
+            self.trial_no += 1
         self.running = tid
         encs = ", ".join(f"{k.split('/')[0]}={x}" for k, x in v.items() if k.endswith("/encoder"))
         self.say(f"[cyan]trial {tid}[/] ({self.trial_no}) fusion={v.get('fusion')} width={v.get('width')} {encs}")
@@ -133,7 +136,7 @@ class FitPrinter(Printer):
         self.running = None
         self.phase = f"searching, after trial {t.trial_id}"
         self._drop("trial")
-        if "search" in self.tasks:
+        if "search" in self.tasks and status != "invalid":  # invalid: keras-tuner runs it again
             self.bar.advance(self.tasks["search"])
         self.say(f"  trial {status} {score}" + (f" in {e.seconds:.1f}s" if e.seconds else "")
                  + (f": {t.message.strip().splitlines()[-1]}" if status == "failed" and t.message else ""))

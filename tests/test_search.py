@@ -87,8 +87,10 @@ def test_resume_after_sigkill(demo_dir, tmp_path):
     assert sorted(r["trial"] for r in rows) == sorted(after)
 
 
-def test_ctrl_c_says_where_it_stopped(demo_dir, tmp_path):
-    """SIGINT during a trial: one line on stderr and in fit.log naming the trial, exit 130."""
+def test_ctrl_c_says_where_it_stopped_and_the_rerun_resumes(demo_dir, tmp_path):
+    """SIGINT during a trial: one line on stderr and in fit.log naming the trial, exit 130. The
+    rerun counts only finished trials as done, runs the interrupted one again (once) and stops
+    at max_trials in all."""
     m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
     data = yaml.safe_load(m.read_text())
     data["train"].update({"epochs": 20, "early_stopping": False})  # a trial long enough to interrupt
@@ -109,6 +111,20 @@ def test_ctrl_c_says_where_it_stopped(demo_dir, tmp_path):
     assert code == 130
     assert (tmp_path / "stderr").read_text().splitlines()[-1] == said
     assert log.read_text().splitlines()[-1] == said
+
+    done_before = completed_trials(run)
+    r = run_cli("fit", m, "--out", run)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"search: objective val_accuracy, {len(done_before)} trial(s) already done" in r.stderr
+    # Trials are numbered on from the finished ones, up to max_trials.
+    numbers = [int(n) for n in re.findall(r"^trial \d+ \((\d+)\)", r.stderr, re.M)]
+    assert numbers == list(range(len(done_before) + 1, 5))
+    rows = [row for row in json.loads((run / "leaderboard.json").read_text()) if row["trial"] != "ensemble"]
+    assert sorted(row["trial"] for row in rows) == ["0", "1", "2", "3"]
+    assert all(row["status"] == "completed" for row in rows)
+    # The interrupted trial's score is its rerun's alone: one value per epoch, none left from before.
+    observed = json.loads((run / "search" / "trial_1" / "trial.json").read_text())["metrics"]["metrics"]["val_accuracy"]["observations"]
+    assert all(len(o["value"]) == 1 for o in observed)
 
 
 def test_changed_manifest_is_refused(demo_dir, tmp_path):

@@ -194,6 +194,19 @@ class MmautoTuner(kt.Tuner):
             self.oracle.update_trial(trial.trial_id, {name: float(logs[name])}, step=epoch)
         self.on_event(events.EpochEnd(trial=trial, epoch=epoch, epochs=epochs, logs=logs))
 
+    def on_trial_begin(self, trial):
+        # A trial run again (interrupted by Ctrl-C or a kill, or retried after a crash) starts
+        # with no metrics: keras-tuner would average the new epochs with the old run's.
+        if trial.metrics.metrics:
+            trial.metrics = type(trial.metrics)()
+        super().on_trial_begin(trial)
+
+    def trials_done(self) -> int:
+        """Trials finished (completed or failed) by earlier runs of this search. An interrupted
+        trial (keras-tuner reloads it as RUNNING and queues it to run again) is not done."""
+        trials = getattr(self.oracle, "trials", None) or {}
+        return sum(str(t.status).upper() in ("COMPLETED", "FAILED") for t in trials.values())
+
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         self.on_event(events.TrialEnd(trial=self.oracle.get_trial(trial.trial_id), seconds=self.seconds.get(trial.trial_id)))
