@@ -138,7 +138,7 @@ class FitPrinter(Printer):
         self._drop("trial")
         if "search" in self.tasks and status != "invalid":  # invalid: keras-tuner runs it again
             self.bar.advance(self.tasks["search"])
-        self.say(f"  trial {status} {score}" + (f" in {e.seconds:.1f}s" if e.seconds else "")
+        self.say(f"  trial {status} {score}" + (f" in {e.seconds:.1f}s" if e.seconds else "") + (f" ({e.note})" if e.note else "")
                  + (f": {t.message.strip().splitlines()[-1]}" if status == "failed" and t.message else ""))
 
     def on_ensemble(self, e):

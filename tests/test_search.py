@@ -280,6 +280,34 @@ def test_a_shorter_trial_uses_the_rest_of_the_budget():
     now[0] = 995.0  # 5 s left: not one epoch
     t._check_budget()
     assert t.epoch_cap is None and t.stop_reason.startswith("time budget") and "less than one epoch" in t.stop_reason
+    t.stop_reason = None
+    now[0], t.trial_costs = 1005.0, lambda: []  # spent before the first trial: it runs, the deadline cuts it
+    t._check_budget()
+    assert t.epoch_cap is None and t.stop_reason is None
+
+
+def test_a_trial_cut_by_the_deadline_is_marked(demo_dir, tmp_path, monkeypatch):
+    """The deadline stops a trial after its first epoch of 5 (a fake clock: on time for the
+    budget check before the trial, past the deadline from its first batch on). The trial keeps
+    its score and status (it may still be the best), and the leaderboard says it was cut."""
+    from mmauto import api
+    from mmauto.search.tuner import MmautoTuner
+
+    calls = []
+
+    def clock():
+        calls.append(None)
+        return time.time() + (0 if len(calls) == 1 else 10**6)
+
+    monkeypatch.setattr(MmautoTuner, "clock", staticmethod(clock))
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1)
+    seen = []
+    api.fit(m, tmp_path / "run", time_budget="1h", epochs=5, on_event=seen.append)
+    rows = [r for r in json.loads((tmp_path / "run" / "leaderboard.json").read_text()) if r["trial"] != "ensemble"]
+    assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["score"] is not None
+    assert rows[0]["epochs"] == "1/5 (time budget)"
+    assert "1/5 (time budget)" in (tmp_path / "run" / "leaderboard.csv").read_text()
+    assert [e.note for e in seen if e.kind == "trial_end"] == ["cut by the time budget after 1 of 5 epochs"]
 
 
 def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
