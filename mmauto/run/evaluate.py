@@ -24,7 +24,7 @@ def evaluate(run: Run, data: Prepared, exported: Exported) -> Evaluated:
         if name in splits.splits and splits[name].rows:
             sp = splits[name]
             t0 = time.time()
-            outputs = evaluation.predict_frame(exported.signature, prep, sp.frame, sp.root)
+            outputs = evaluation.predict_frame(exported.signature, prep, sp.frame, sp.root, numbers=sp.numbers)
             row_seconds.append((time.time() - t0) / sp.rows)
             scores[name] = evaluation.score(prep, sp.frame, outputs)
             frame = evaluation.prediction_frame(prep, sp.frame, outputs, [])
