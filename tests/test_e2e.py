@@ -208,3 +208,15 @@ def test_predict_refuses_rows_with_every_input_missing(fitted, tmp_path):
     assert "1 row(s) with no input present (rows 3)" in r.stderr and not (tmp_path / "p.csv").exists()
     card = json.loads((run / "mmauto.json").read_text())
     assert "EVERY input missing" in card["missing_inputs"] and "`mmauto predict` refuses such rows" in card["missing_inputs"]
+
+
+def test_eval_predictions_are_addressable(fitted):
+    """Each row of eval_predictions.csv names its split, table, 1-based row there and id."""
+    run, _, data = fitted
+    preds = pd.read_csv(run / "eval_predictions.csv", keep_default_na=False, dtype={"prediction": str, "target": str})
+    assert list(preds.columns[:4]) == ["split", "table", "row", "id"]
+    assert preds.groupby("split").size().to_dict() == {"test": 24, "validation": 24}
+    assert set(preds["table"]) == {str((data / "train.csv").resolve())} and preds["row"].is_unique
+    source = pd.read_csv(data / "train.csv", keep_default_na=False, dtype=str).iloc[preds["row"] - 1]
+    assert preds["id"].astype(str).tolist() == source["id"].tolist()
+    assert preds["target"].tolist() == source["label"].tolist()
