@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -78,6 +79,15 @@ class FitPrinter(Printer):
 
     def __exit__(self, *exc):
         self.close()
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """Ctrl-C inside becomes the `Interrupted` error (typer would exit 130 without a word)."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.close()
+            raise self.interrupted() from None
 
     def interrupted(self):
         """Ctrl-C: where the fit stopped, as one line (also appended to fit.log); the error to raise."""
@@ -228,15 +238,11 @@ def fit(
             parse_duration(time_budget)
         except ValueError as exc:
             raise MmautoError(f"--time-budget: {exc}") from None
-    with FitPrinter(not json_out) as printer:
-        try:
-            summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
-                              tuner=None if tuner is None else tuner.value, epochs=epochs, mixed_precision=mixed_precision,
-                              distributed=distributed, oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout,
-                              on_event=printer)
-        except KeyboardInterrupt:  # typer would exit 130 without a word
-            printer.close()
-            raise printer.interrupted() from None
+    with FitPrinter(not json_out) as printer, printer.interruptible():
+        summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
+                          tuner=None if tuner is None else tuner.value, epochs=epochs, mixed_precision=mixed_precision,
+                          distributed=distributed, oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout,
+                          on_event=printer)
     if json_out:
         print_json(summary)
 
