@@ -74,7 +74,8 @@ def _refusal(signature, prep: Preprocessing, part: pd.DataFrame, root: Path, exc
         reason = _reason(exc)
         where = f"input '{culprit}'" if culprit else "its inputs"
         return DataError(f"row {number}: the model cannot take {where}: {reason}")
-    return DataError(f"rows {start + 1}-{start + len(part)}: the model refused the batch: {_reason(exc)}")
+    first, last = (int(numbers[start]), int(numbers[start + len(part) - 1])) if numbers is not None else (start + 1, start + len(part))
+    return DataError(f"rows {first}-{last}: the model refused the batch: {_reason(exc)}")
 
 
 def _reason(exc) -> str:

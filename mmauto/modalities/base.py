@@ -97,11 +97,13 @@ def check_media(column_values, root: Path, probe, exists=Path.is_file, decode_ch
     cannot use, or None. `decode_check(paths)` then sees the files that passed, all at once,
     and returns {position in paths: (reason, detail)} (see `decode_problems`)."""
     column_values = list(column_values)
-    paths = ["" if isinstance(v, (bytes, bytearray)) else resolve_path(v, root) for v in column_values]
-    present = np.array([bool(p) or isinstance(v, (bytes, bytearray)) for p, v in zip(paths, column_values)], dtype=bool)
+    # A Parquet binary column holds the files' content: b"" is an empty cell, other bytes no path.
+    blobs = [isinstance(v, (bytes, bytearray)) for v in column_values]
+    paths = ["" if blob else resolve_path(v, root) for v, blob in zip(column_values, blobs)]
+    present = np.array([bool(p) or (blob and len(v) > 0) for p, v, blob in zip(paths, column_values, blobs)], dtype=bool)
     problems, passed = [], []
     for i, p in enumerate(paths):
-        if isinstance(column_values[i], (bytes, bytearray)):  # a Parquet binary column: the file's content
+        if blobs[i] and len(column_values[i]):
             problems.append((i, "not a file path", f"the cell holds {len(column_values[i])} bytes; the column takes file paths"))
             continue
         if not p:
