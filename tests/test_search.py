@@ -38,13 +38,14 @@ def test_tiny_search_covers_fusions_and_leaderboard(demo_dir, tmp_path):
     m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
     r = run_cli("fit", m, "--out", tmp_path / "run", "--json", "--seed", "3")
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    rows = [r for r in board if r["trial"] != "ensemble"]  # its row is there when the ensemble is exported
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
     assert len({r["fusion"] for r in rows}) >= 2
     scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)  # val_accuracy: best first
     csv = (tmp_path / "run" / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("rank,trial,status,score") and len(csv) == 5
+    assert csv[0].startswith("rank,trial,status,score") and len(csv) == 1 + len(board)
     search = tmp_path / "run" / "search"
     # Weights are written once per trial that can still win; state files are replaced whole.
     assert (search / f"trial_{rows[0]['trial']}" / "checkpoint.weights.h5").exists()
@@ -83,7 +84,7 @@ def test_resume_after_sigkill(demo_dir, tmp_path):
     assert summary["resumed"]
     after = completed_trials(run)
     assert set(done_before) <= set(after) and len(after) == 4
-    rows = json.loads((run / "leaderboard.json").read_text())
+    rows = [r for r in json.loads((run / "leaderboard.json").read_text()) if r["trial"] != "ensemble"]
     assert sorted(r["trial"] for r in rows) == sorted(after)
 
 
