@@ -69,7 +69,7 @@ def demo(
     from mmauto_cli.output import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    with FitPrinter(True) as printer:
+    with FitPrinter(True) as printer, printer.interruptible():
         summary = api.fit(path, out / "run", time_budget=time_budget, on_event=printer)
     s = summary["snippets"]
     c.print("\n[bold]serve it[/] (TF Serving, REST):")

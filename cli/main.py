@@ -48,7 +48,7 @@ _TF_COMMANDS = {"fit", "predict", "evaluate"}
 
 
 def main() -> None:
-    from mmauto.errors import MmautoError
+    from mmauto.errors import Interrupted, MmautoError
     from mmauto_cli.output import quiet_tensorflow
 
     quiet_tensorflow()
@@ -64,9 +64,11 @@ def main() -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}")
+        # An interrupt's message starts with "interrupted": it is no error of the user's.
+        line = f"[yellow]{escape(str(exc))}[/]" if isinstance(exc, Interrupted) else f"[bold red]error:[/] {escape(str(exc))}"
+        Console(stderr=True, highlight=False, soft_wrap=True).print(line)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # typer turns Ctrl-C into a silent exit 130; this is outside a command
         sys.stderr.write("interrupted\n")
         sys.exit(130)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -28,10 +29,13 @@ class FitPrinter(Printer):
         self.live = enabled and self.c.is_terminal
         self.log = log
         self.trial_no = 0
+        self.seen: set[str] = set()  # trial ids started in this run: a retried trial counts once
         self.max_trials = None
         self.budget = None
         self.bar = None  # rich Progress while the fit runs (terminals only)
         self.tasks: dict[str, int] = {}
+        self.running: str | None = None  # the trial in progress, for the interrupt's message
+        self.phase = "starting"  # what the fit does outside trials, in the same words as the bars
 
     def say(self, text: str, show: bool = True):
         if self.enabled and show:
@@ -76,6 +80,24 @@ class FitPrinter(Printer):
     def __exit__(self, *exc):
         self.close()
 
+    @contextlib.contextmanager
+    def interruptible(self):
+        """Ctrl-C inside becomes the `Interrupted` error (typer would exit 130 without a word)."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.close()
+            raise self.interrupted() from None
+
+    def interrupted(self):
+        """Ctrl-C: where the fit stopped, as one line (also appended to fit.log); the error to raise."""
+        from mmauto.errors import Interrupted
+
+        where = f"during trial {self.running}" if self.running is not None else f"while {self.phase}"
+        text = f"interrupted {where}; rerun the same command to resume"
+        self.say(text, show=False)  # the CLI prints the error's line on stderr
+        return Interrupted(text)
+
     # === Events (mmauto.events), one method per kind ===
 
     def on_start(self, e):
@@ -83,24 +105,30 @@ class FitPrinter(Printer):
         self.max_trials, self.budget = e.max_trials, e.budget
         self.say(f"[bold]mmauto fit[/] {e.manifest.name}: up to {e.max_trials} trial(s)"
                  + (f", time budget {e.budget:.0f}s" if e.budget else ", no time budget") + (" [yellow](resuming)[/]" if e.resumed else ""))
-        self._task("phase", "reading and checking data")
+        self.phase = "reading and checking data"
+        self._task("phase", self.phase)
 
     def on_data(self, e):
         s = e.summary
         self.say("data: " + ", ".join(f"{k} {v['rows']} rows" for k, v in s["splits"].items())
                  + (f"; dropped {dropped_line(s)}" if s["dropped_rows"] else ""))
-        self._task("phase", "fitting preprocessing")
+        self.phase = "fitting preprocessing"
+        self._task("phase", self.phase)
 
     def on_search_start(self, e):
         self.trial_no = e.done
         self._drop("phase")
         self._task("search", "search" + (f" (budget {self.budget:.0f}s)" if self.budget else ""), total=self.max_trials, completed=e.done)
         self.say(f"search: objective {e.objective}" + (f", {e.done} trial(s) already done" if e.done else ""))
+        self.phase = "searching"
 
     def on_trial_start(self, e):
-        self.trial_no += 1
         v = e.hp.values
         tid = e.trial.trial_id
+        if tid not in self.seen:
+            self.seen.add(tid)
+            self.trial_no += 1
+        self.running = tid
         encs = ", ".join(f"{k.split('/')[0]}={x}" for k, x in v.items() if k.endswith("/encoder"))
         self.say(f"[cyan]trial {tid}[/] ({self.trial_no}) fusion={v.get('fusion')} width={v.get('width')} {encs}")
         self._task("trial", f"trial {tid}: epochs", total=e.epochs, completed=v.get("tuner/initial_epoch", 0))
@@ -115,10 +143,12 @@ class FitPrinter(Printer):
         t = e.trial
         status = str(t.status).lower()
         score = f"score={t.score:.4f}" if t.score is not None else ""
+        self.running = None
+        self.phase = f"searching, after trial {t.trial_id}"
         self._drop("trial")
-        if "search" in self.tasks:
+        if "search" in self.tasks and status != "invalid":  # invalid: keras-tuner runs it again
             self.bar.advance(self.tasks["search"])
-        self.say(f"  trial {status} {score}" + (f" in {e.seconds:.1f}s" if e.seconds else "")
+        self.say(f"  trial {status} {score}" + (f" in {e.seconds:.1f}s" if e.seconds else "") + (f" ({e.note})" if e.note else "")
                  + (f": {t.message.strip().splitlines()[-1]}" if status == "failed" and t.message else ""))
 
     def on_ensemble(self, e):
@@ -147,7 +177,8 @@ class FitPrinter(Printer):
     def on_export_start(self, e):
         self._drop("search", "trial")
         what = f"the ensemble of trials {', '.join(e.members)}" if e.members else f"best trial {e.trial}"
-        self._task("phase", f"exporting {what}")
+        self.phase = f"exporting {what}"
+        self._task("phase", self.phase)
         self.say(f"export: {what}, parity check on validation rows")
 
     def on_done(self, e):
@@ -179,6 +210,7 @@ class FitPrinter(Printer):
         self.say(f"caching frozen {e.encoder} features of '{e.input}' ({e.split})")
 
     def on_ablation(self, e):
+        self.phase = f"scoring the {e.split} split with each input removed"
         self._task("phase", f"ablation on the {e.split} split")
         self.say(f"ablation: scoring the {e.split} split with each input removed")
 
@@ -225,10 +257,11 @@ def fit(
             parse_duration(time_budget)
         except ValueError as exc:
             raise MmautoError(f"--time-budget: {exc}") from None
-    with FitPrinter(not json_out) as printer:
+    with FitPrinter(not json_out) as printer, printer.interruptible():
         summary = api.fit(manifest, out, max_trials=max_trials, time_budget=time_budget, seed=seed, overwrite=overwrite,
-                          tuner=None if tuner is None else tuner.value, epochs=epochs, mixed_precision=mixed_precision, distributed=distributed,
-                          oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout, on_event=printer)
+                          tuner=None if tuner is None else tuner.value, epochs=epochs, mixed_precision=mixed_precision,
+                          distributed=distributed, oracle_address=oracle, worker_id=worker_id, worker_timeout=worker_timeout,
+                          on_event=printer)
     if json_out:
         print_json(summary)
 

@@ -53,6 +53,13 @@ class SearchError(MmautoError):
     """The search cannot go on (too many failed trials, budget too small, changed space)."""
 
 
+class Interrupted(MmautoError):
+    """The user stopped a fit (Ctrl-C); the message says where and how to resume. Exit 130, as
+    a shell reports SIGINT."""
+
+    exit_code = 130
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """`"; did you mean 'x'?"` when a close choice exists, else `""`."""
     choices = [str(c) for c in choices]

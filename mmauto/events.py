@@ -74,6 +74,7 @@ class TrialEnd(Event):
     kind = "trial_end"
     trial: Any
     seconds: Optional[float]
+    note: Optional[str] = None  # e.g. "cut by the time budget after 1 of 30 epochs"
 
 
 @dataclasses.dataclass(frozen=True)

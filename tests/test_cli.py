@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import run_cli
 
 
@@ -122,6 +123,28 @@ def test_fit_progress_is_live_on_a_terminal_and_lines_elsewhere(tmp_path):
     # On a terminal the epochs live in the trial's bar, not as lines; in a pipe each is a line.
     assert "epoch 2/2" not in shown[True] and "epoch 2/2" in shown[False]
     assert "trial completed score=0.9000" in shown[True] and "\x1b[" in shown[True]
+
+
+def test_ctrl_c_outside_a_trial_names_the_phase(tmp_path):
+    """`mmauto fit` and `mmauto demo` wrap the fit in `interruptible`: Ctrl-C after a trial or
+    during the export is the same one line (on stderr by the CLI, and in fit.log)."""
+    import io
+
+    from rich.console import Console
+
+    from mmauto.errors import Interrupted
+    from mmauto_cli.model_cmds import FitPrinter
+
+    fit_events = _fit_events(tmp_path)
+    for upto, where in ((7, "while searching, after trial 0"), (8, "while exporting best trial 0"), (4, "during trial 0")):
+        printer = FitPrinter(False, out=Console(file=io.StringIO()))
+        with pytest.raises(Interrupted) as err, printer, printer.interruptible():
+            for event in fit_events[:upto]:
+                printer(event)
+            raise KeyboardInterrupt
+        said = f"interrupted {where}; rerun the same command to resume"
+        assert str(err.value) == said and err.value.exit_code == 130
+        assert (tmp_path / "fit.log").read_text().splitlines()[-1] == said
 
 
 def test_validate_missing_file_does_not_import_tensorflow(tmp_path):

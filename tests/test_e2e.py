@@ -150,3 +150,101 @@ def test_explain_gives_each_inputs_contribution(fitted, tmp_path):
         np.testing.assert_allclose(got[f"contribution_{name}"].to_numpy(), want, atol=1e-4)
     r = run_cli("predict", run, table, "--explain", "--out", tmp_path / "p.csv")
     assert r.returncode == 0 and "contribution_review" in pd.read_csv(tmp_path / "p.csv").columns
+
+
+def test_a_batch_of_zero_rows_gets_empty_outputs(fitted):
+    """0 rows used to fail inside batch normalisation; both signatures now answer empty outputs."""
+    import tensorflow as tf
+
+    run, _, _ = fitted
+    model = tf.saved_model.load(str(run / "model"))
+    for name in ("serving_default", "serving_waveform", "serving_explain"):
+        sig = model.signatures[name]
+        spec = sig.structured_input_signature[1]
+        out = sig(**{k: tf.zeros([0] + [d or 1 for d in s.shape[1:]], s.dtype) for k, s in spec.items()})
+        assert out["probabilities"].shape == (0, 3) and out["label"].shape == (0,) and out["label"].dtype == tf.string
+
+
+def _mp3(path):
+    sf = pytest.importorskip("soundfile")
+    import numpy as np
+
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile writes no MP3")
+    sf.write(str(path), (0.3 * np.sin(np.linspace(0, 2000, 8000))).astype("float32"), 16000, format="MP3")
+    return path
+
+
+def test_audio_that_is_not_wav(fitted, tmp_path, monkeypatch):
+    """MP3 bytes sent to the SavedModel fail with a message naming the input (TensorFlow's own
+    quoted the bytes: a UnicodeDecodeError in Python). `mmauto predict` converts an MP3 file as
+    training does; MP3 bytes that reach the model anyway are a one-line error naming row and
+    input; a Parquet cell holding the bytes is refused as not a path."""
+    import shutil
+
+    import tensorflow as tf
+
+    from mmauto import api
+    from mmauto.errors import DataError
+    from mmauto.modalities import audio
+
+    run, _, data = fitted
+    folder = tmp_path / "data"
+    shutil.copytree(data, folder)
+    mp3 = _mp3(folder / "audio" / "song.mp3")
+    sig = tf.saved_model.load(str(run / "model")).signatures["serving_default"]
+    spec = sig.structured_input_signature[1]
+    feed = {k: tf.constant([b""] if s.dtype == tf.string else [float("nan")], s.dtype) for k, s in spec.items()}
+    feed["voice"] = tf.constant([mp3.read_bytes()])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="voice: the bytes are not a WAV file"):
+        sig(**feed)
+
+    frame = pd.read_csv(folder / "train.csv").head(4)
+    frame.loc[1, "audio"] = "audio/song.mp3"
+    frame.to_csv(folder / "mp3.csv", index=False)
+    r = run_cli("predict", run, folder / "mp3.csv", "--out", tmp_path / "p.csv")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 4
+
+    # The bytes unconverted, as a client would send them: the row and the input are named.
+    monkeypatch.setattr(audio, "to_wav_bytes", lambda p: open(p, "rb").read())
+    with pytest.raises(DataError) as err:
+        api.predict(run, folder / "mp3.csv", tmp_path / "q.csv")
+    assert str(err.value).startswith("row 2: the model cannot take input 'voice': voice: the bytes are not a WAV file")
+    monkeypatch.undo()
+
+    frame["audio"] = [(folder / p).read_bytes() for p in frame["audio"]]
+    frame.to_parquet(folder / "bytes.parquet")
+    r = run_cli("predict", run, folder / "bytes.parquet", "--out", tmp_path / "b.csv")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "4 row(s) with not a file path (rows 1, 2, 3, 4)" in r.stderr and "takes file paths" in r.stderr
+
+
+def test_predict_refuses_rows_with_every_input_missing(fitted, tmp_path):
+    """The SavedModel answers such a row with no sign; predict refuses it, and the card says so."""
+    import shutil
+
+    run, _, data = fitted
+    folder = tmp_path / "data"
+    shutil.copytree(data, folder)
+    frame = pd.read_csv(folder / "train.csv").head(5)
+    for col in ("image", "audio", "review", "price", "weight", "colour", "store"):
+        frame.loc[2, col] = None
+    frame.to_csv(folder / "t.csv", index=False)
+    r = run_cli("predict", run, folder / "t.csv", "--out", tmp_path / "p.csv")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "1 row(s) with no input present (rows 3)" in r.stderr and not (tmp_path / "p.csv").exists()
+    card = json.loads((run / "mmauto.json").read_text())
+    assert "EVERY input missing" in card["missing_inputs"] and "`mmauto predict` refuses such rows" in card["missing_inputs"]
+
+
+def test_eval_predictions_are_addressable(fitted):
+    """Each row of eval_predictions.csv names its split, table, 1-based row there and id."""
+    run, _, data = fitted
+    preds = pd.read_csv(run / "eval_predictions.csv", keep_default_na=False, dtype={"prediction": str, "target": str})
+    assert list(preds.columns[:4]) == ["split", "table", "row", "id"]
+    assert preds.groupby("split").size().to_dict() == {"test": 24, "validation": 24}
+    assert set(preds["table"]) == {str((data / "train.csv").resolve())} and preds["row"].is_unique
+    source = pd.read_csv(data / "train.csv", keep_default_na=False, dtype=str).iloc[preds["row"] - 1]
+    assert preds["id"].astype(str).tolist() == source["id"].tolist()
+    assert preds["target"].tolist() == source["label"].tolist()

@@ -2,6 +2,7 @@
 changed manifest."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,46 @@ def test_resume_after_sigkill(demo_dir, tmp_path):
     assert set(done_before) <= set(after) and len(after) == 4
     rows = json.loads((run / "leaderboard.json").read_text())
     assert sorted(r["trial"] for r in rows if r["trial"] != "ensemble") == sorted(after)
+
+
+def test_ctrl_c_says_where_it_stopped_and_the_rerun_resumes(demo_dir, tmp_path):
+    """SIGINT during a trial: one line on stderr and in fit.log naming the trial, exit 130. The
+    rerun counts only finished trials as done, runs the interrupted one again (once) and stops
+    at max_trials in all."""
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
+    data = yaml.safe_load(m.read_text())
+    data["train"].update({"epochs": 20, "early_stopping": False})  # a trial long enough to interrupt
+    m.write_text(yaml.safe_dump(data, sort_keys=False))
+    run, log = tmp_path / "run", tmp_path / "run" / "fit.log"
+    exe = Path(sys.executable).with_name("mmauto")
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen([str(exe), "fit", str(m), "--out", str(run)], stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.time() + 240
+            while time.time() < deadline and not re.search(r"^trial 1 .*\n  epoch 1/", log.read_text() if log.exists() else "", re.M):
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    said = "interrupted during trial 1; rerun the same command to resume"
+    assert code == 130
+    assert (tmp_path / "stderr").read_text().splitlines()[-1] == said
+    assert log.read_text().splitlines()[-1] == said
+
+    done_before = completed_trials(run)
+    r = run_cli("fit", m, "--out", run)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"search: objective val_accuracy, {len(done_before)} trial(s) already done" in r.stderr
+    # Trials are numbered on from the finished ones, up to max_trials.
+    numbers = [int(n) for n in re.findall(r"^trial \d+ \((\d+)\)", r.stderr, re.M)]
+    assert numbers == list(range(len(done_before) + 1, 5))
+    rows = [row for row in json.loads((run / "leaderboard.json").read_text()) if row["trial"] != "ensemble"]
+    assert sorted(row["trial"] for row in rows) == ["0", "1", "2", "3"]
+    assert all(row["status"] == "completed" for row in rows)
+    # The interrupted trial's score is its rerun's alone: one value per epoch, none left from before.
+    observed = json.loads((run / "search" / "trial_1" / "trial.json").read_text())["metrics"]["metrics"]["val_accuracy"]["observations"]
+    assert all(len(o["value"]) == 1 for o in observed)
 
 
 def test_changed_manifest_is_refused(demo_dir, tmp_path):
@@ -240,6 +281,34 @@ def test_a_shorter_trial_uses_the_rest_of_the_budget():
     now[0] = 995.0  # 5 s left: not one epoch
     t._check_budget()
     assert t.epoch_cap is None and t.stop_reason.startswith("time budget") and "less than one epoch" in t.stop_reason
+    t.stop_reason = None
+    now[0], t.trial_costs = 1005.0, lambda: []  # spent before the first trial: it runs, the deadline cuts it
+    t._check_budget()
+    assert t.epoch_cap is None and t.stop_reason is None
+
+
+def test_a_trial_cut_by_the_deadline_is_marked(demo_dir, tmp_path, monkeypatch):
+    """The deadline stops a trial after its first epoch of 5 (a fake clock: on time for the
+    budget check before the trial, past the deadline from its first batch on). The trial keeps
+    its score and status (it may still be the best), and the leaderboard says it was cut."""
+    from mmauto import api
+    from mmauto.search.tuner import MmautoTuner
+
+    calls = []
+
+    def clock():
+        calls.append(None)
+        return time.time() + (0 if len(calls) == 1 else 10**6)
+
+    monkeypatch.setattr(MmautoTuner, "clock", staticmethod(clock))
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1)
+    seen = []
+    api.fit(m, tmp_path / "run", time_budget="1h", epochs=5, on_event=seen.append)
+    rows = [r for r in json.loads((tmp_path / "run" / "leaderboard.json").read_text()) if r["trial"] != "ensemble"]
+    assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["score"] is not None
+    assert rows[0]["epochs"] == "1/5 (time budget)"
+    assert "1/5 (time budget)" in (tmp_path / "run" / "leaderboard.csv").read_text()
+    assert [e.note for e in seen if e.kind == "trial_end"] == ["cut by the time budget after 1 of 5 epochs"]
 
 
 def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):

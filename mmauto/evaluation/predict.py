@@ -18,19 +18,74 @@ BATCH = 64
 
 
 def predict_frame(signature, prep: Preprocessing, frame: pd.DataFrame, root: Path,
-                  progress: Optional[Callable[[int], None]] = None) -> dict:
-    """Raw serving values of the rows, fed in batches; returns concatenated numpy outputs."""
-    from mmauto.export.saved_model import call_signature
-
+                  progress: Optional[Callable[[int], None]] = None, numbers=None) -> dict:
+    """Raw serving values of the rows, fed in batches; returns concatenated numpy outputs.
+    A batch the SavedModel refuses is a DataError naming the first row (`numbers`: the rows'
+    1-based numbers in their table; default 1..N) and input it cannot take."""
+    refused = _refused()
     outs: dict[str, list] = {}
     for start in range(0, len(frame), BATCH):
         part = frame.iloc[start : start + BATCH]
-        got = call_signature(signature, prep.serving_values(part, root))
+        try:
+            got = _call(signature, prep, part, root)
+        except refused as exc:
+            raise _refusal(signature, prep, part, root, exc, start, numbers) from None
         for k, v in got.items():
             outs.setdefault(k, []).append(v)
         if progress:
             progress(len(part))
     return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _call(signature, prep: Preprocessing, part: pd.DataFrame, root: Path) -> dict:
+    from mmauto.export.saved_model import call_signature
+
+    return call_signature(signature, prep.serving_values(part, root))
+
+
+def _refused() -> tuple:
+    """What a SavedModel call raises on a value it cannot take: TensorFlow's errors, and a
+    UnicodeDecodeError when TensorFlow's message quotes raw bytes it could not decode."""
+    import tensorflow as tf
+
+    return (tf.errors.OpError, UnicodeDecodeError)
+
+
+def _refusal(signature, prep: Preprocessing, part: pd.DataFrame, root: Path, exc, start: int, numbers) -> DataError:
+    """The first row of `part` the model refuses, and the input that makes it fail (the row
+    passes with that input emptied)."""
+    refused = _refused()
+    for i in range(len(part)):
+        row = part.iloc[i : i + 1]
+        try:
+            _call(signature, prep, row, root)
+            continue
+        except refused as row_exc:
+            exc = row_exc
+        number = int(numbers[start + i]) if numbers is not None else start + i + 1
+        culprit = None
+        for name in prep.manifest.inputs:
+            try:
+                _call(signature, prep, blank(prep, row, [name]), root)
+            except refused:
+                continue
+            culprit = name
+            break
+        reason = _reason(exc)
+        where = f"input '{culprit}'" if culprit else "its inputs"
+        return DataError(f"row {number}: the model cannot take {where}: {reason}")
+    first, last = (int(numbers[start]), int(numbers[start + len(part) - 1])) if numbers is not None else (start + 1, start + len(part))
+    return DataError(f"rows {first}-{last}: the model refused the batch: {_reason(exc)}")
+
+
+def _reason(exc) -> str:
+    """TensorFlow's message, first line, without the graph's node and op trailers."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "its bytes are not of a format the model decodes (TensorFlow's error quoted them)"
+    text = getattr(exc, "message", None) or str(exc)
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("Graph execution error", "Detected at node", "<stack"))), type(exc).__name__)
+    line = line.replace("assertion failed: [", "").split(" [[")[0].split(" [Op:")[0].rstrip("]")
+    return line[:300]
 
 
 def read_checked(prep: Preprocessing, path: Path, with_target: bool):

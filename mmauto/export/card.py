@@ -59,7 +59,10 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
         },
         "missing_inputs": "An input is missing when a row holds the `missing` value its serving input lists above "
                           "(an empty string for bytes and text, NaN for a number). "
-                          "The model then uses the input's learned missing embedding; any subset may be missing as long as one input is present.",
+                          "The model then uses the input's learned missing embedding; any subset may be missing as long as one input is present. "
+                          "A row with EVERY input missing is not refused or flagged by the SavedModel: it gets the one answer the model gives "
+                          "to no evidence at all (the same for every such row, not always near uniform), so a client must not send one; "
+                          "`mmauto predict` refuses such rows with an error naming them. A batch of 0 rows gets empty outputs.",
         "op_libraries": ["tensorflow-text"] if needs_text_ops else [],
         "load": ("import tensorflow as tf" + ("; import tensorflow_text" if needs_text_ops else "") + "; m = tf.saved_model.load('model'); m.signatures['serving_default'](**inputs)"),
         "metrics": scores,

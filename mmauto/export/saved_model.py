@@ -40,15 +40,24 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
         y = model({k: feats[k] for k in keys}, training=False)
         return head.serve(tf.cast(y, tf.float32))
 
+    def empty():
+        return {k: tf.zeros([0, *s["shape"][1:]], getattr(tf, s["dtype"])) for k, s in head.output_specs().items()}
+
+    def rows_or_empty(raw, compute, extra=()):
+        """A batch of 0 rows answers empty outputs of the served shapes: the layers (batch
+        normalisation after a convolution over 0 decoded clips) do not all take one. `extra`:
+        more float32 [N] outputs of the signature."""
+        n = tf.shape(next(iter(raw.values())))[0]
+        return tf.cond(n > 0, compute, lambda: {**empty(), **{k: tf.zeros([0]) for k in extra}})
+
     # autograph=False: as in tf.data (see pipeline.plain), the graph code needs no conversion.
     @tf.function(input_signature=[spec], autograph=False)
     def serve(raw):
-        return run(graph(raw))
+        return rows_or_empty(raw, lambda: run(graph(raw)))
 
     names = list(prep.manifest.inputs)
 
-    @tf.function(input_signature=[spec], autograph=False)
-    def serve_explain(raw):
+    def explain(raw):
         """serving_default's outputs plus `contribution_<input>` per row: the batch is repeated
         once per input with that input marked missing, all in one call of the model."""
         feats = graph(raw)
@@ -66,6 +75,10 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
             out[f"contribution_{name}"] = head.contribution(full, head.serve(parts[i + 1]))
         return out
 
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve_explain(raw):
+        return rows_or_empty(raw, lambda: explain(raw), [f"contribution_{n}" for n in names])
+
     mod.serve = serve
     mod.serve_explain = serve_explain
     signatures = {"serving_default": serve, "serving_explain": serve_explain}
@@ -77,12 +90,15 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
 
         @tf.function(input_signature=[wspec], autograph=False)
         def serve_waveform(raw):
-            feats = graph.decode({k: v for k, v in raw.items()}, skip=set(audio))
-            for n in audio:
-                f, present = graph.decoders[n].from_waveforms(raw[n])
-                feats.update({feature_key(n, k): v for k, v in f.items()})
-                feats[present_key(n)] = present
-            return run(graph.prep(feats))
+            def compute():
+                feats = graph.decode({k: v for k, v in raw.items()}, skip=set(audio))
+                for n in audio:
+                    f, present = graph.decoders[n].from_waveforms(raw[n])
+                    feats.update({feature_key(n, k): v for k, v in f.items()})
+                    feats[present_key(n)] = present
+                return run(graph.prep(feats))
+
+            return rows_or_empty(raw, compute)
 
         mod.serve_waveform = serve_waveform
         signatures["serving_waveform"] = serve_waveform

@@ -18,6 +18,8 @@ from pydantic import Field
 from mmauto.config.schema import Strict
 from mmauto.modalities.base import MODALITIES, Modality, RowProblems, check_media, decode_problems, resolve_path
 
+NOT_WAV = "the bytes are not a WAV file (no RIFF/WAVE header): send 16-bit PCM WAV (convert MP3, FLAC or OGG first)"
+
 
 class AudioOptions(Strict):
     column: str
@@ -158,7 +160,14 @@ class AudioDecoder:
         target = self.opts.sample_rate
 
         def decode():
-            audio, rate = tf.audio.decode_wav(data, desired_channels=1)
+            # Other bytes (MP3, FLAC, OGG) fail here with a message that names the input and
+            # holds none of the bytes: decode_wav's own error quotes them, and a client (or
+            # Python, decoding the message as UTF-8) then sees a UnicodeDecodeError.
+            head = tf.strings.substr(tf.strings.join([data, tf.constant("\0" * 12)]), 0, 12)
+            is_wav = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), "RIFF"), tf.equal(tf.strings.substr(head, 8, 4), "WAVE"))
+            check = tf.debugging.Assert(is_wav, [tf.constant(f"{self.input_name or 'audio'}: {NOT_WAV}")])
+            with tf.control_dependencies([check]):
+                audio, rate = tf.audio.decode_wav(data, desired_channels=1)
             wave = audio[:, 0]
             return resample(wave, tf.cast(rate, tf.float32), float(target))
 

@@ -96,13 +96,24 @@ def check_media(column_values, root: Path, probe, exists=Path.is_file, decode_ch
     to nothing is a "missing media file"; `probe(path)` returns (reason, detail) for a file it
     cannot use, or None. `decode_check(paths)` then sees the files that passed, all at once,
     and returns {position in paths: (reason, detail)} (see `decode_problems`)."""
-    paths = [resolve_path(v, root) for v in column_values]
-    present = np.array([bool(p) for p in paths], dtype=bool)
+    column_values = list(column_values)
+    # A Parquet binary column holds the files' content: b"" is an empty cell, other bytes no path.
+    blobs = [isinstance(v, (bytes, bytearray)) for v in column_values]
+    paths = ["" if blob else resolve_path(v, root) for v, blob in zip(column_values, blobs)]
+    present = np.array([bool(p) or (blob and len(v) > 0) for p, v, blob in zip(paths, column_values, blobs)], dtype=bool)
     problems, passed = [], []
     for i, p in enumerate(paths):
+        if blobs[i] and len(column_values[i]):
+            problems.append((i, "not a file path", f"the cell holds {len(column_values[i])} bytes; the column takes file paths"))
+            continue
         if not p:
             continue
-        if not exists(Path(p)):
+        try:
+            found_file = exists(Path(p))
+        except OSError as exc:  # a name too long for the file system, say
+            problems.append((i, "missing media file", f"{p[:80]}{'...' if len(p) > 80 else ''}: {exc.strerror or exc}"))
+            continue
+        if not found_file:
             problems.append((i, "missing media file", f"{p} not found"))
             continue
         found = probe(p)

@@ -24,11 +24,10 @@ def evaluate(run: Run, data: Prepared, exported: Exported) -> Evaluated:
         if name in splits.splits and splits[name].rows:
             sp = splits[name]
             t0 = time.time()
-            outputs = evaluation.predict_frame(exported.signature, prep, sp.frame, sp.root)
+            outputs = evaluation.predict_frame(exported.signature, prep, sp.frame, sp.root, numbers=sp.row_numbers())
             row_seconds.append((time.time() - t0) / sp.rows)
             scores[name] = evaluation.score(prep, sp.frame, outputs)
-            frame = evaluation.prediction_frame(prep, sp.frame, outputs, [])
-            frames.append(frame.assign(split=name, target=sp.frame[run.manifest.target.column].values))
+            frames.append(_addressed(run, name, sp, prep.head.columns(outputs)))
     pd.concat(frames).to_csv(run.run_dir / "eval_predictions.csv", index=False)
     (run.run_dir / "metrics.json").write_text(json.dumps(scores, indent=2))
     ablation = None
@@ -36,6 +35,18 @@ def evaluate(run: Run, data: Prepared, exported: Exported) -> Evaluated:
         ablation = _ablation(run, data, exported, scores, max(row_seconds))
         (run.run_dir / "ablation.json").write_text(json.dumps(ablation, indent=2))
     return Evaluated(scores, ablation)
+
+
+def _addressed(run: Run, name: str, sp, columns: dict) -> pd.DataFrame:
+    """A split's predictions, each row addressable: the split, the table it came from, its
+    1-based row there (as error messages number rows) and its `id` when the table has one."""
+    table = run.manifest.table_path(name) or run.manifest.table_path("train")
+    frame = pd.DataFrame({"split": name, "table": str(table), "row": sp.row_numbers()})
+    if "id" in sp.frame.columns:
+        frame["id"] = sp.frame["id"].values
+    for col, values in columns.items():
+        frame[col] = values
+    return frame.assign(target=sp.frame[run.manifest.target.column].values)
 
 
 def _ablation(run: Run, data: Prepared, exported: Exported, scores: dict, row_seconds: float) -> dict:

@@ -7,6 +7,7 @@ RUN_DIR/
   model/              the SavedModel (raw inputs)
   mmauto.json         the model card
   metrics.json history.json leaderboard.csv leaderboard.json fit.log
+  eval_predictions.csv  validation and test predictions: split, table, row (1-based), id, target
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def search(run: Run, data: Prepared) -> Searched:
     # our --json output; our events say the same.
     with contextlib.redirect_stdout(io.StringIO()):
         tuner = _make_tuner(run, hm, oracle, data, cache)
-        run.emit(events.SearchStart(objective=objective, done=len(getattr(tuner.oracle, "trials", {}) or {}), role=run.role))
+        run.emit(events.SearchStart(objective=objective, done=tuner.trials_done(), role=run.role))
         try:
             warning = _run_trials(run, tuner)
         except RuntimeError as exc:  # keras-tuner stops after too many consecutive failures

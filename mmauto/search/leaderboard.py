@@ -11,7 +11,7 @@ from mmauto.heads import objective_direction
 
 def leaderboard(tuner, objective: str) -> list[dict]:
     """One row per trial of the tuner (an `MmautoTuner`), best first."""
-    seconds = tuner.all_seconds()
+    records = tuner.trial_records()
     rows = []
     for tid, trial in sorted(tuner.oracle.trials.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else kv[0]):
         hp = trial.hyperparameters.values
@@ -23,7 +23,8 @@ def leaderboard(tuner, objective: str) -> list[dict]:
             "status": "completed" if status == "completed" else status,
             "score": None if score is None or (isinstance(score, float) and math.isnan(score)) else float(score),
             "objective": objective,
-            "seconds": seconds.get(tid),
+            "seconds": records.get(tid, {}).get("seconds"),
+            "epochs": epochs_text(records.get(tid)),
             "fusion": fusion,
             "depth": hp.get(f"{fusion}/depth"),
             "heads": hp.get(f"{fusion}/heads"),
@@ -42,11 +43,20 @@ def leaderboard(tuner, objective: str) -> list[dict]:
     return rows
 
 
+def epochs_text(record) -> str | None:
+    """"8/30" (epochs run of planned; fewer: early stopping), "1/30 (time budget)" when the
+    deadline cut the trial: its score is real but from fewer epochs than the others'."""
+    if not record or "epochs" not in record:
+        return None
+    text = f"{record['epochs']}/{record['of']}" if "of" in record else str(record["epochs"])
+    return text + (f" ({record['cut']})" if record.get("cut") else "")
+
+
 def write_leaderboard(rows: list[dict], run_dir: Path) -> None:
     import csv
 
     (run_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2, default=str))
-    cols = ["rank", "trial", "status", "score", "objective", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "encoders", "message"]
+    cols = ["rank", "trial", "status", "score", "objective", "epochs", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "encoders", "message"]
     with open(run_dir / "leaderboard.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -55,7 +65,7 @@ def write_leaderboard(rows: list[dict], run_dir: Path) -> None:
 
 
 # The leaderboard as people read it (the CLI's table and the report's), written once.
-DISPLAY_HEADERS = ("rank", "trial", "status", "score", "fusion", "depth", "heads", "width", "lr", "batch", "encoders", "sec", "note")
+DISPLAY_HEADERS = ("rank", "trial", "status", "score", "epochs", "fusion", "depth", "heads", "width", "lr", "batch", "encoders", "sec", "note")
 
 
 def display_rows(rows: list[dict]) -> list[list]:
@@ -64,7 +74,7 @@ def display_rows(rows: list[dict]) -> list[list]:
     for r in rows:
         lr, secs = r.get("learning_rate"), r.get("seconds")
         msg = (r.get("message") or "").strip().splitlines()
-        cells = [r.get("rank"), r["trial"], r.get("status"), f"{r['score']:.4f}" if r.get("score") is not None else None,
+        cells = [r.get("rank"), r["trial"], r.get("status"), f"{r['score']:.4f}" if r.get("score") is not None else None, r.get("epochs"),
                  r.get("fusion"), r.get("depth"), r.get("heads"), r.get("width"), f"{lr:.1e}" if isinstance(lr, float) else lr,
                  r.get("batch_size"), ", ".join(f"{k}={v}" for k, v in (r.get("encoders") or {}).items()),
                  f"{secs:.1f}" if isinstance(secs, (int, float)) else None, msg[-1][:140] if msg else None]

@@ -31,6 +31,9 @@ class MmautoTuner(kt.Tuner):
     """Runs one trial: batches the cached decoded data for the trial's encoders and batch
     size, trains with early stopping and the deadline, keeps the best epoch's weights."""
 
+    # The budget's clock (the deadline's checks and the Deadline callback); a test sets a fake.
+    clock: Callable[[], float] = staticmethod(time.time)
+
     def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
                  deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
                  keep_weights: int = 1, **kwargs):
@@ -51,7 +54,8 @@ class MmautoTuner(kt.Tuner):
         # Set by _check_budget when a full trial no longer fits: the next trial's epochs at most.
         self.epoch_cap: int | None = None
         self.epochs_run: dict[str, int] = {}
-        self.clock: Callable[[], float] = time.time
+        self.epochs_planned: dict[str, int] = {}
+        self.cut: set[str] = set()  # trials the deadline stopped before their last epoch
         self._predictions_skipped = False
         if isinstance(self.oracle, PortfolioFirst):  # the space is known once the tuner has built it
             inputs = {n: spec.modality for n, spec in hypermodel.manifest.inputs.items()}
@@ -93,9 +97,11 @@ class MmautoTuner(kt.Tuner):
         objective = self.oracle.objective
         initial, epochs = self.trial_epochs(hp)
         best = BestEpoch(objective, kt_private.checkpoint_file(self, trial.trial_id), self._may_be_best)
+        deadline = Deadline(self.deadline, self.clock)
+        self.cut.discard(trial.trial_id)  # a trial run again is judged by its new run
         callbacks = [
             best,
-            Deadline(self.deadline),
+            deadline,
             keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
             EpochReport(lambda e, logs: self._epoch_end(trial, e, epochs, logs)),
         ]
@@ -115,6 +121,9 @@ class MmautoTuner(kt.Tuner):
             self.on_event(events.Notice(text=f"trial {trial.trial_id}: validation predictions not written ({exc})"))
         self.seconds[trial.trial_id] = time.time() - t0
         self.epochs_run[trial.trial_id] = len(losses)
+        self.epochs_planned[trial.trial_id] = epochs - initial
+        if deadline.hit and len(losses) < epochs - initial:
+            self.cut.add(trial.trial_id)
         self.histories[trial.trial_id] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         return history
 
@@ -194,9 +203,25 @@ class MmautoTuner(kt.Tuner):
             self.oracle.update_trial(trial.trial_id, {name: float(logs[name])}, step=epoch)
         self.on_event(events.EpochEnd(trial=trial, epoch=epoch, epochs=epochs, logs=logs))
 
+    def on_trial_begin(self, trial):
+        # A trial run again (interrupted by Ctrl-C or a kill, or retried after a crash) starts
+        # with no metrics: keras-tuner would average the new epochs with the old run's.
+        if trial.metrics.metrics:
+            trial.metrics = type(trial.metrics)()
+        super().on_trial_begin(trial)
+
+    def trials_done(self) -> int:
+        """Trials finished (completed or failed) by earlier runs of this search. An interrupted
+        trial (keras-tuner reloads it as RUNNING and queues it to run again) is not done."""
+        trials = getattr(self.oracle, "trials", None) or {}
+        return sum(str(t.status).upper() in ("COMPLETED", "FAILED") for t in trials.values())
+
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        self.on_event(events.TrialEnd(trial=self.oracle.get_trial(trial.trial_id), seconds=self.seconds.get(trial.trial_id)))
+        tid = trial.trial_id
+        note = (f"cut by the time budget after {self.epochs_run[tid]} of {self.epochs_planned[tid]} epochs"
+                if tid in self.cut else None)
+        self.on_event(events.TrialEnd(trial=self.oracle.get_trial(tid), seconds=self.seconds.get(tid), note=note))
         self._save_seconds()
         self._prune_weights()
         self._check_budget()
@@ -206,14 +231,20 @@ class MmautoTuner(kt.Tuner):
         for tid, secs in self.seconds.items():
             folder = Path(self.project_dir) / f"trial_{tid}"
             if folder.exists():
-                epochs = {"epochs": self.epochs_run[tid]} if tid in self.epochs_run else {}
-                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3), **epochs})
+                epochs = {"epochs": self.epochs_run[tid], "of": self.epochs_planned[tid]} if tid in self.epochs_run else {}
+                cut = {"cut": "time budget"} if tid in self.cut else {}
+                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3), **epochs, **cut})
 
-    def all_seconds(self) -> dict:
+    def trial_records(self) -> dict:
+        """trial id -> its seconds.json: {seconds, epochs (run), of (planned), cut (when the
+        deadline stopped it)}; every trial of the run, workers' included."""
         out = {}
         for f in Path(self.project_dir).glob("trial_*/seconds.json"):
-            out[f.parent.name[len("trial_"):]] = json.loads(f.read_text())["seconds"]
+            out[f.parent.name[len("trial_"):]] = json.loads(f.read_text())
         return out
+
+    def all_seconds(self) -> dict:
+        return {tid: d["seconds"] for tid, d in self.trial_records().items()}
 
     def trial_costs(self) -> list[tuple[float, int]]:
         """(seconds, epochs run) of every finished trial of the run, from seconds.json (a file
@@ -248,6 +279,8 @@ class MmautoTuner(kt.Tuner):
         if self.deadline is None:
             return
         costs = self.trial_costs()
+        if not costs:  # nothing measured yet: the first trial runs, and the Deadline callback bounds it
+            return
         estimate = statistics.median(s for s, _ in costs) if costs else 0.0
         left = self.deadline - self.clock() - self.reserve
         if estimate <= left:
