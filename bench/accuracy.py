@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import datasets
-from common import Skipped, log
+from common import Skipped, log, trials_only
 
 # AV-digits: seconds per fit (the same for the multimodal model and each modality alone).
 BUDGETS = {
@@ -57,8 +57,8 @@ def fit_one(label: str, manifest: Path, out: Path, budget: float, max_trials: in
         "best_fusion": summary["fusion"],
         "encoders": summary["encoders"],
         "stop_reason": summary["stop_reason"],
-        "trial_seconds": [r["seconds"] for r in sorted(board, key=lambda r: int(r["trial"]))],
-        "trial_fusions": [r["fusion"] for r in sorted(board, key=lambda r: int(r["trial"]))],
+        "trial_seconds": [r["seconds"] for r in sorted(trials_only(board), key=lambda r: int(r["trial"]))],
+        "trial_fusions": [r["fusion"] for r in sorted(trials_only(board), key=lambda r: int(r["trial"]))],
     }
 
 

@@ -239,3 +239,8 @@ class LoadMonitor:
             return {"own_cores": None, "other_cores": None, "other_cores_max": None}
         return {"own_cores": round(sum(x[1] for x in s) / len(s), 2), "other_cores": round(sum(x[2] for x in s) / len(s), 2),
                 "other_cores_max": round(max(x[2] for x in s), 2)}
+
+
+def trials_only(board: list) -> list:
+    """The leaderboard's trials, without the exported ensemble's row."""
+    return [r for r in board if r["trial"] != "ensemble"]

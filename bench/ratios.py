@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from common import MMAUTO, PYTHON, log, median, ratio_entry, run_child, run_peak_rss, write_manifest
+from common import MMAUTO, PYTHON, log, median, ratio_entry, run_child, run_peak_rss, trials_only, write_manifest
 
 
 def _demo(folder: Path, rows: int) -> Path:
@@ -89,7 +89,7 @@ def trial_speedup_cached(tmp: Path, quick: bool) -> dict:
         if r["rc"] != 0:
             raise RuntimeError(f"fit (feature_cache={cached}) exited {r['rc']}: {r['stderr'][-1500:]}")
         board = json.loads((run / "leaderboard.json").read_text())
-        secs = [row["seconds"] for row in sorted(board, key=lambda x: int(x["trial"]))]
+        secs = [row["seconds"] for row in sorted(trials_only(board), key=lambda x: int(x["trial"]))]
         summary = json.loads(r["stdout"])
         results[cached] = {"trial_seconds": secs, "warm_median": median(secs[1:]), "fit_wall_seconds": round(r["seconds"], 1),
                            "feature_cache": summary.get("feature_cache"), "test_accuracy": summary["metrics"].get("test", {}).get("accuracy")}
