@@ -48,6 +48,12 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def _mnist_and_fsdd():
+    """MNIST test images and labels, and the FSDD recordings' index (all read in place)."""
+    _need(FSDD / "fsdd_index.csv", MNIST / "t10k-images-idx3-ubyte.gz", MNIST / "t10k-labels-idx1-ubyte.gz")
+    return read_idx(MNIST / "t10k-images-idx3-ubyte.gz"), read_idx(MNIST / "t10k-labels-idx1-ubyte.gz"), pd.read_csv(FSDD / "fsdd_index.csv")
+
+
 def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test_per_digit: int | None = None) -> dict:
     """train.csv / test.csv and three manifests (image+audio, image only, audio only).
 
@@ -56,14 +62,11 @@ def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test
     (recording index 0-4) is the test table; the rest trains (mmauto splits validation from it).
     `*_per_digit` subsample the rows (the --quick run); None keeps all of them.
     """
-    _need(FSDD / "fsdd_index.csv", MNIST / "t10k-images-idx3-ubyte.gz", MNIST / "t10k-labels-idx1-ubyte.gz")
     from PIL import Image
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
-    index = pd.read_csv(FSDD / "fsdd_index.csv")
+    images, labels, index = _mnist_and_fsdd()
     rng = np.random.default_rng(seed)
     rows = {"train": [], "test": []}
     for digit in range(10):
@@ -114,14 +117,11 @@ def same_digit(out: Path, seed: int = 0, train_rows: int | None = None, test_row
     `image_digit` and `audio_digit` are written as extra columns (not inputs; for auxiliary
     targets). `*_rows` subsample the recordings (None keeps all: 2,700 train, 300 test).
     """
-    _need(FSDD / "fsdd_index.csv", MNIST / "t10k-images-idx3-ubyte.gz", MNIST / "t10k-labels-idx1-ubyte.gz")
     from PIL import Image
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
-    index = pd.read_csv(FSDD / "fsdd_index.csv")
+    images, labels, index = _mnist_and_fsdd()
     rng = np.random.default_rng(seed)
     pools = {d: list(rng.permutation(np.flatnonzero(labels == d))) for d in range(10)}  # popped: never reused
     rows = {}

@@ -5,7 +5,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from conftest import run_cli
@@ -50,11 +49,11 @@ def test_chief_and_two_workers(demo_dir, tmp_path):
 
 def test_chief_without_workers_stops(demo_dir, tmp_path):
     m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=2)
-    t0 = time.time()
+    # run_cli's timeout fails the test if the chief waits for workers forever (no timed assertion:
+    # how long it takes depends on the machine's load).
     r = run_cli("fit", m, "--out", tmp_path / "run", "--distributed", "chief", "--oracle", f"127.0.0.1:{free_port()}",
                 "--worker-timeout", "5", timeout=120)
     assert r.returncode == 2 and "no worker called for 5s" in r.stderr, r.stderr[-2000:]
-    assert time.time() - t0 < 60
 
 
 def test_bad_oracle_address(demo_dir, tmp_path):
