@@ -298,7 +298,7 @@ def test_predict_checks_key_and_out_before_predicting(demo_copy, tmp_path, monke
     from mmauto.evaluation import predict as evaluation
 
     m = load_manifest(demo_copy / "manifest.yaml")
-    monkeypatch.setattr(api, "_open", lambda run_dir: (m, SimpleNamespace(manifest=m), None))
+    monkeypatch.setattr(api, "_open", lambda run_dir, signature="serving_default": (m, SimpleNamespace(manifest=m), None))
     monkeypatch.setattr(evaluation, "predict_frame", lambda *a, **k: pytest.fail("predictions were computed"))
     with pytest.raises(DataError, match=r"--key: column 'ide' is not in .*train.csv; did you mean 'id'\? \(columns: id, image"):
         api.predict("run", demo_copy / "train.csv", tmp_path / "p.csv", key_columns=["ide"])
