@@ -350,3 +350,24 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
     rows.to_csv(tmp_path / "blank.csv", index=False)
     out = api.predict(run, tmp_path / "blank.csv")
     assert len(out) == 4 and np.allclose(out[[c for c in out.columns if c.startswith("prob_")]].sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_a_search_whose_trials_all_failed_exports_nothing(demo_dir, tmp_path, monkeypatch):
+    """Every trial failing (here: each raises at once) ends in one line naming the last failure,
+    and no model is exported (a failed trial's missing weights used to end in a traceback)."""
+    import keras_tuner as kt
+
+    from mmauto import api
+    from mmauto.errors import SearchError
+    from mmauto.search.tuner import MmautoTuner
+
+    def fail(self, trial, *args, **kwargs):
+        raise kt.errors.FailedTrialError("the decoder refused row 7")
+
+    monkeypatch.setattr(MmautoTuner, "run_trial", fail)
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=2)
+    with pytest.raises(SearchError, match=r"^all 2 trial\(s\) failed; the last: the decoder refused row 7; nothing was exported$"):
+        api.fit(m, tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    assert [r["status"] for r in board] == ["failed", "failed"]

@@ -25,7 +25,7 @@ def reserve_seconds(budget) -> float:
 def search(run: Run, data: Prepared) -> Searched:
     from mmauto.model.hypermodel import MultimodalHyperModel
     from mmauto.search.feature_cache import FeatureCache
-    from mmauto.search.leaderboard import leaderboard, write_leaderboard
+    from mmauto.search.leaderboard import last_failure, leaderboard, write_leaderboard
     from mmauto.search.oracles import make_oracle
 
     m, prep = run.manifest, data.prep
@@ -40,10 +40,10 @@ def search(run: Run, data: Prepared) -> Searched:
         run.emit(events.SearchStart(objective=objective, done=tuner.trials_done(), role=run.role))
         try:
             warning = _run_trials(run, tuner)
-        except RuntimeError as exc:  # keras-tuner stops after too many consecutive failures
+        except RuntimeError:  # keras-tuner stops after too many consecutive failures
             rows = leaderboard(tuner, objective)
             write_leaderboard(rows, run.run_dir)
-            raise SearchError(f"{_failed(rows)} trial(s) failed in a row; the last: {_last_failure(rows) or exc}") from None
+            raise SearchError(f"{_failed(rows)} trial(s) failed in a row; the last: {last_failure(rows)}") from None
     rows = []
     if run.role != "worker":  # a worker's oracle is the chief's, which keeps the leaderboard
         rows = leaderboard(tuner, objective)
@@ -81,8 +81,3 @@ def _run_trials(run: Run, tuner):
 def _failed(rows) -> int:
     return len([r for r in rows if r["status"] == "failed"])
 
-
-def _last_failure(rows):
-    failed = [r for r in rows if r["status"] == "failed"]
-    lines = (failed[-1]["message"] or "").strip().splitlines() if failed else []
-    return lines[-1] if lines else None

@@ -32,10 +32,11 @@ def whole_model(searched: Searched, trial):
 
 
 def _nothing_finished(run: Run, rows) -> str:
+    from mmauto.search.leaderboard import last_failure
+
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
-        lines = (failed[-1]["message"] or "").strip().splitlines()
-        return f"all {len(failed)} trial(s) failed; the last: {lines[-1] if lines else 'no message'}; nothing was exported"
+        return f"all {len(failed)} trial(s) failed; the last: {last_failure(rows)}; nothing was exported"
     if run.budget:
         return f"no trial finished within the budget ({run.budget:.0f}s); give a larger --time-budget"
     return "no trial finished"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from mmauto.heads import objective_direction
@@ -80,3 +81,11 @@ def display_rows(rows: list[dict]) -> list[list]:
                  f"{secs:.1f}" if isinstance(secs, (int, float)) else None, msg[-1][:140] if msg else None]
         out.append([c if c is None or isinstance(c, (int, float)) else str(c) for c in cells])
     return out
+
+
+def last_failure(rows) -> str:
+    """The last failed trial's reason: the last line of its message, without the exception's
+    dotted class name (keras_tuner.src.errors.FailedTrialError: ...)."""
+    failed = [r for r in rows if r["status"] == "failed"]
+    lines = (failed[-1]["message"] or "").strip().splitlines() if failed else []
+    return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1]) if lines else "no message"
