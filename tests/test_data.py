@@ -383,3 +383,16 @@ def test_embedding_and_series_overflow_without_numpy_warnings(tmp_path):
         np.save(tmp_path / "s.npy", np.array([1e39, 2.0]))
         with pytest.raises(SeriesError, match="beyond float32's range"):
             parse_series(str(tmp_path / "s.npy"), 1)
+
+
+def test_a_row_with_two_bad_inputs_of_one_kind_is_listed_once(demo_copy):
+    """Two missing media files in one row: the row is counted and listed once."""
+
+    def fn(frame):
+        frame.loc[1, "image"] = "images/none.png"
+        frame.loc[1, "audio"] = "audio/none.wav"
+        return frame
+
+    path = edit(demo_copy, fn)
+    with pytest.raises(DataError, match=r": 1 row\(s\) with missing media file \(rows 2\); e\.g\. row 2:"):
+        load_splits(load_manifest(path))

@@ -36,12 +36,18 @@ class Problem:
     rows: list[int]  # 1-based data rows (the header is not a row)
     details: list[str]
 
+    def distinct_rows(self) -> list:
+        """The rows, each once (a row with two bad inputs of one kind is listed twice in `rows`)."""
+        return list(dict.fromkeys(self.rows))
+
     def line(self) -> str:
-        rows = ", ".join(str(r) for r in self.rows[:5]) + (", ..." if len(self.rows) > 5 else "")
-        return f"{self.file}: {len(self.rows)} row(s) with {self.reason} (rows {rows}); e.g. row {self.rows[0]}: {self.details[0]}"
+        distinct = self.distinct_rows()
+        rows = ", ".join(str(r) for r in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
+        return f"{self.file}: {len(distinct)} row(s) with {self.reason} (rows {rows}); e.g. row {self.rows[0]}: {self.details[0]}"
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "reason": self.reason, "count": len(self.rows), "rows": self.rows[:5], "examples": self.details[:5]}
+        distinct = self.distinct_rows()
+        return {"file": self.file, "reason": self.reason, "count": len(distinct), "rows": distinct[:5], "examples": self.details[:5]}
 
 
 @dataclasses.dataclass
