@@ -123,6 +123,8 @@ class MultimodalHyperModel(kt.HyperModel):
         with hp.conditional_scope("fusion", [fname]) if len(choices) > 1 else contextlib.nullcontext():
             fused = fusion.build(hp, encoded, width, dropout)
         fused = reconstruct(hp, m, fused, pooled_by)
+        # A stable handle on the fused vector (the export's `serving_embed` reads it).
+        fused = layers.Identity(name="fused")(fused)
         outputs = self.prep.head.output(self._logits(hp, fused, pooled_by))
         model = keras.Model(inputs, outputs, name=f"mmauto_{m.name}"[:60].replace("-", "_").replace(" ", "_"))
 
