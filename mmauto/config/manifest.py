@@ -23,6 +23,9 @@ from mmauto.errors import ManifestError, one_of
 TASKS = ("classification", "multilabel", "regression")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json")
 INPUT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# The reconstruction objective: `plain` decodes from the fused vector (an autoencoder),
+# `variational` from a Gaussian latent the fused vector parameterises (a multimodal VAE).
+RECONSTRUCTIONS = ("plain", "variational")
 
 
 # === Shared schema ===
@@ -102,6 +105,8 @@ class SpaceSpec(Strict):
     hybrid: Any = None
     contrastive_weight: Any = None
     reconstruction_weight: Any = None
+    reconstruction: Any = None
+    kl_weight: Any = None
 
     @model_validator(mode="before")
     @classmethod
@@ -110,7 +115,8 @@ class SpaceSpec(Strict):
             return data
         kinds = {"fusion": str, "depth": int, "heads": int, "width": int, "dropout": float,
                  "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool,
-                 "contrastive_weight": float, "reconstruction_weight": float}
+                 "contrastive_weight": float, "reconstruction_weight": float, "reconstruction": str,
+                 "kl_weight": float}
         out = dict(data)
         for key, kind in kinds.items():
             if key in out:
@@ -124,6 +130,15 @@ class SpaceSpec(Strict):
                 except ValueError as exc:
                     raise ValueError(f"{key}: {exc}") from None
         return out
+
+    @field_validator("reconstruction")
+    @classmethod
+    def _reconstruction(cls, v):
+        names = v if isinstance(v, list) else [v] if v is not None else []
+        for name in names:
+            if name not in RECONSTRUCTIONS:
+                raise ValueError(one_of(name, RECONSTRUCTIONS, "reconstruction"))
+        return v
 
 
 class SearchSpec(Strict):
@@ -154,6 +169,8 @@ class TrainSpec(Strict):
     modality_dropout: Optional[float] = Field(None, ge=0, le=0.9)
     contrastive_weight: Optional[float] = Field(None, ge=0, le=10)
     reconstruction_weight: Optional[float] = Field(None, ge=0, le=10)
+    reconstruction: Optional[Literal[RECONSTRUCTIONS]] = None  # type: ignore[valid-type]
+    kl_weight: Optional[float] = Field(None, ge=0, le=10)
     class_weight: Optional[Literal["balanced"]] = None
     seed: int = 42
     mixed_precision: bool = False

@@ -122,6 +122,8 @@ class MultimodalHyperModel(kt.HyperModel):
         encoded = {n: Encoded(pooled_by[n], e.tokens, e.mask) for n, e in encoded.items()}
         with hp.conditional_scope("fusion", [fname]) if len(choices) > 1 else contextlib.nullcontext():
             fused = fusion.build(hp, encoded, width, dropout)
+        # A `variational` reconstruction returns its latent (a sample in training, the mean at
+        # inference): the head and the handle below read it in place of the fused vector.
         fused = reconstruct(hp, m, fused, pooled_by)
         # A stable handle on the fused vector (the export's `serving_embed` reads it).
         fused = layers.Identity(name="fused")(fused)
