@@ -31,6 +31,15 @@ def validate(
     c = console()
     splits = summary["splits"]
     c.print(f"[bold]{summary['name']}[/]: {summary['task']} of '{summary['target']}'" + (f", {len(summary['classes'])} classes ({', '.join(summary['classes'][:10])}{', ...' if len(summary['classes']) > 10 else ''})" if summary["classes"] else ""))
+    for i, (col, t) in enumerate((summary.get("targets") or {}).items()):
+        kind = "auxiliary " if t["auxiliary"] else ""
+        classes = f", {len(t['classes'])} classes" if t["classes"] else ""
+        empty = ", ".join(f"{k} {n}" for k, n in t["missing"].items() if n)
+        masked = f" (empty rows, loss masked: {empty})" if empty else ""
+        if i:
+            c.print(f"  and {kind}{t['task']} of '{col}'{classes}{masked}")
+        elif masked:
+            c.print(f"  '{col}'{masked}")
     table = Table("input", "modality", "column(s)", *[f"{k} rows (missing)" for k in splits])
     for inp in summary["inputs"]:
         table.add_row(inp["name"], inp["modality"], ", ".join(inp["columns"]),

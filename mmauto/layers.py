@@ -200,3 +200,41 @@ class Blend(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "weights": self.blend_weights}
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class TakeColumns(layers.Layer):
+    """Columns [start, stop) of a [N, D] tensor: one target's logits of a multi-target model."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[:, self.start : self.stop]
+
+    def compute_output_shape(self, shape):
+        return (shape[0], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class TaskUncertainty(layers.Layer):
+    """Identity on its input; owns one learned log-variance per target, which the multi-target
+    loss reads to weight the targets' losses (Kendall et al., 2018). Living in the model, the
+    variables are trained by the optimizer and saved with the weights."""
+
+    def __init__(self, n: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n = int(n)
+
+    def build(self, shape):
+        self.log_vars = self.add_weight(name="log_vars", shape=(self.n,), initializer="zeros")
+
+    def call(self, x):
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}

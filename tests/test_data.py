@@ -357,12 +357,10 @@ def test_large_images_pass_quietly_and_huge_ones_are_bad_rows(demo_copy, monkeyp
 
 
 def test_regression_target_nan_is_missing_and_overflow_is_unparsable():
-    from types import SimpleNamespace
-
+    from mmauto.config.manifest import TargetSpec
     from mmauto.data.checks import target_values
 
-    m = SimpleNamespace(task="regression", target=SimpleNamespace(column="y"))
-    values, problems = target_values(m, pd.DataFrame({"y": ["1.5", "", "NaN", "NA", "1e39"]}))
+    values, problems = target_values(TargetSpec(column="y", task="regression"), pd.DataFrame({"y": ["1.5", "", "NaN", "NA", "1e39"]}))
     assert values == [1.5, None, None, None, None]
     assert [(r, why) for r, why, _ in problems] == [(1, "missing target"), (2, "missing target"), (3, "unparsable target"), (4, "unparsable target")]
     assert problems[1][2] == "column 'y' holds NaN" and "beyond float32's range" in problems[3][2]

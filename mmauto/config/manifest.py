@@ -53,9 +53,41 @@ class DataSpec(Strict):
     on_error: Literal["fail", "skip"] = "fail"
 
 
+TaskName = Literal["classification", "multilabel", "regression"]
+
+
+def _weight_setting(v):
+    """A target's loss weight: a number >= 0 pins it, a list or {min, max} is searched."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if isinstance(v, list):
+        v = [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v]
+    v = _range_or_choice(v, float)
+    values = v if isinstance(v, list) else list(v.values()) if isinstance(v, dict) else [v]
+    if any(x is not None and x < 0 for x in values):
+        raise ValueError(f"a loss weight is >= 0, got {v!r}")
+    return v
+
+
 class TargetSpec(Strict):
+    """One target column. `task` unset: the manifest's `task`. An `auxiliary` target is a
+    training signal only: its head trains with the others but is not served."""
+
     column: str
+    task: Optional[TaskName] = None
     separator: str = "|"
+    auxiliary: bool = False
+    weight: Any = None
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, v):
+        return _weight_setting(v)
+
+    @property
+    def name(self) -> str:
+        """The target's name in served outputs and metric names (`<name>_probabilities`)."""
+        return re.sub(r"[^A-Za-z0-9_]", "_", self.column)
 
 
 class EncoderSpec(Strict):
@@ -187,6 +219,16 @@ class TrainSpec(Strict):
     # Greedy ensemble selection over the trials: true (up to ENSEMBLE_STEPS picks), a number of
     # picks, or false for the best single trial.
     ensemble: Union[bool, Annotated[int, Field(ge=1, le=1000)]] = True
+    # Several targets: the loss is the weighted sum of the targets' losses. `auto` learns the
+    # weights (homoscedastic uncertainty, Kendall et al., 2018); a mapping target -> weight pins
+    # (a number) or searches (a list or {min, max}) a target's weight. Unset: the first target's
+    # weight is 1 and the others' are searched among SECONDARY_WEIGHTS.
+    loss_weights: Union[Literal["auto"], dict[str, Any], None] = None
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _loss_weights(cls, v):
+        return {k: _weight_setting(w) for k, w in v.items()} if isinstance(v, dict) else v
 
 
 ENSEMBLE_STEPS = 25
@@ -201,9 +243,9 @@ class ManifestSpec(Strict):
     version: Literal[1] = 1
     name: Optional[str] = None
     extends: Optional[str] = None
-    task: Literal["classification", "multilabel", "regression"]
+    task: TaskName
     data: DataSpec
-    target: Union[str, TargetSpec]
+    target: Union[str, TargetSpec, list[Union[str, TargetSpec]]]
     inputs: dict[str, dict]
     search: SearchSpec = SearchSpec()
     train: TrainSpec = TrainSpec()
@@ -245,7 +287,7 @@ class Manifest:
     name: str
     task: str
     data: DataSpec
-    target: TargetSpec
+    targets: list[TargetSpec]  # each with its task resolved; see `target`
     inputs: dict[str, InputSpec]
     search: SearchSpec
     train: TrainSpec
@@ -255,6 +297,16 @@ class Manifest:
     @property
     def where(self) -> str:
         return str(self.path)
+
+    @property
+    def target(self) -> TargetSpec:
+        """The primary target: the first one that is not auxiliary. Its metric is the search
+        objective's, and a model with one served target serves it under today's output names."""
+        return next(t for t in self.targets if not t.auxiliary)
+
+    @property
+    def served_targets(self) -> list[TargetSpec]:
+        return [t for t in self.targets if not t.auxiliary]
 
     def table_path(self, split: str) -> Optional[Path]:
         value = getattr(self.data, split)
@@ -271,7 +323,7 @@ class Manifest:
             "name": self.name,
             "task": self.task,
             "data": self.data.model_dump(),
-            "target": self.target.model_dump(),
+            "target": self.targets[0].model_dump() if len(self.targets) == 1 else [t.model_dump() for t in self.targets],
             "inputs": {k: v.to_dict() for k, v in self.inputs.items()},
             "search": self.search.model_dump(),
             "train": self.train.model_dump(),
@@ -432,9 +484,7 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
     where = str(path)
     from mmauto.registry import MODALITIES
 
-    target = spec.target if isinstance(spec.target, TargetSpec) else TargetSpec(column=spec.target)
-    if spec.task != "multilabel" and isinstance(spec.target, TargetSpec) and "separator" in (raw.get("target") or {}):
-        raise ManifestError(where, "target.separator", "only a multilabel task splits its target; remove it")
+    targets = _targets(spec, raw, where)
 
     inputs: dict[str, InputSpec] = {}
     serving_keys: dict[str, str] = {}
@@ -461,8 +511,9 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
                 raise ManifestError(where, key, f"serving input '{skey}' is also used by inputs.{serving_keys[skey]}; rename one")
             serving_keys[skey] = name
         for col in mod.columns(options):
-            if col == target.column:
-                raise ManifestError(where, key, f"column '{col}' is the target; an input cannot read it")
+            if col in {t.column for t in targets}:
+                what = "the target" if len(targets) == 1 else "a target"
+                raise ManifestError(where, key, f"column '{col}' is {what}; an input cannot read it")
 
     space = spec.search.space
     if space.fusion is not None:
@@ -489,7 +540,44 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
         raise ManifestError(where, "data.root", f"not a folder: {(path.parent / spec.data.root).resolve()}")
 
     name = spec.name or path.stem
-    return Manifest(path, name, spec.task, spec.data, target, inputs, spec.search, spec.train, spec.export, raw)
+    return Manifest(path, name, spec.task, spec.data, targets, inputs, spec.search, spec.train, spec.export, raw)
+
+
+def _targets(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
+    """The targets with their tasks resolved, checked as a set."""
+    items = spec.target if isinstance(spec.target, list) else [spec.target]
+    raw_items = raw.get("target") if isinstance(raw.get("target"), list) else [raw.get("target")]
+    if not items:
+        raise ManifestError(where, "target", "name at least one target column")
+    several = isinstance(spec.target, list)
+    targets = []
+    for i, (item, body) in enumerate(zip(items, raw_items)):
+        key = f"target[{i}]" if several else "target"
+        t = item if isinstance(item, TargetSpec) else TargetSpec(column=item)
+        t = t.model_copy(update={"task": t.task or spec.task})
+        if t.task != "multilabel" and isinstance(body, dict) and "separator" in body:
+            raise ManifestError(where, f"{key}.separator", "only a multilabel target splits its values; remove it")
+        if not several and (t.auxiliary or t.weight is not None):
+            raise ManifestError(where, f"{key}.auxiliary" if t.auxiliary else f"{key}.weight",
+                                "only one of several targets can be auxiliary or weighted; list the targets")
+        targets.append(t)
+    seen: dict[str, int] = {}
+    for i, t in enumerate(targets):
+        if t.column in seen or t.name in {u.name for u in targets[:i]}:
+            raise ManifestError(where, f"target[{i}]", f"column '{t.column}' is named twice; each target is one column")
+        seen[t.column] = i
+    if all(t.auxiliary for t in targets):
+        raise ManifestError(where, "target", "every target is auxiliary; at least one must be served")
+    weights = spec.train.loss_weights
+    if isinstance(weights, dict):
+        for col in weights:
+            if col not in seen:
+                raise ManifestError(where, f"train.loss_weights.{col}", one_of(col, list(seen), "target column"))
+            if targets[seen[col]].weight is not None:
+                raise ManifestError(where, f"train.loss_weights.{col}", f"target '{col}' already sets `weight`; keep one")
+    if weights is not None and len(targets) == 1:
+        raise ManifestError(where, "train.loss_weights", "a single target has no loss weights; list several targets")
+    return targets
 
 
 def _check_encoder(where, key, modality, encoder: EncoderSpec):

@@ -137,8 +137,9 @@ def validate_model(model: type[BaseModel], data: Any, where: str, prefix: tuple 
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        # A value error from our own validators says more than the union noise around it.
-        errors.sort(key=lambda e: e.get("type") not in ("value_error", "extra_forbidden", "missing"))
+        # A value error from our own validators says more than the union noise around it, and
+        # of a union's errors the deepest one (`target.1.task`) names what is wrong.
+        errors.sort(key=lambda e: (e.get("type") not in ("value_error", "extra_forbidden", "missing"), -len(e.get("loc", ()))))
         misspelt = _misspelt_required(errors, data)
         if misspelt:
             extra, name = misspelt

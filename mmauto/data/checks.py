@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from mmauto.config.manifest import Manifest
+from mmauto.config.manifest import Manifest, TargetSpec
 from mmauto.data.tables import read_table, split_indices
 from mmauto.errors import DataError, did_you_mean
 from mmauto.modalities import MODALITIES
@@ -75,7 +75,12 @@ class Splits:
     manifest: Manifest
     splits: dict[str, Split]
     dropped: list[Problem]
-    classes: Optional[list[str]]
+    classes_by_target: dict[str, list[str]]  # target column -> classes (labels); not regression's
+
+    @property
+    def classes(self) -> Optional[list[str]]:
+        """The primary target's classes (None for regression)."""
+        return self.classes_by_target.get(self.manifest.target.column)
 
     def __getitem__(self, name) -> Split:
         return self.splits[name]
@@ -101,16 +106,16 @@ def label_text(value) -> str:
     return str(value).strip()
 
 
-def target_values(manifest: Manifest, frame: pd.DataFrame):
-    """Per-row parsed targets and per-row problems [(row, detail)]."""
-    col = manifest.target.column
+def target_values(target: TargetSpec, frame: pd.DataFrame):
+    """Per-row parsed values of one target and per-row problems [(row, reason, detail)]."""
+    col, task = target.column, target.task
     cells = frame[col].tolist()
     problems, values = [], []
     for i, v in enumerate(cells):
-        if cell_is_missing(v) or (manifest.task == "regression" and numeric_is_missing(v)):
+        if cell_is_missing(v) or (task == "regression" and numeric_is_missing(v)):
             problems.append((i, "missing target", f"column '{col}' is empty" if cell_is_missing(v) else f"column '{col}' holds NaN"))
             values.append(None)
-        elif manifest.task == "regression":
+        elif task == "regression":
             try:
                 x = float(v)
                 if not np.isfinite(x):
@@ -123,11 +128,28 @@ def target_values(manifest: Manifest, frame: pd.DataFrame):
             except (TypeError, ValueError):
                 problems.append((i, "unparsable target", f"column '{col}' holds {v!r}, not a number"))
                 values.append(None)
-        elif manifest.task == "multilabel":
-            values.append(sorted({t.strip() for t in str(v).split(manifest.target.separator) if t.strip()}))
+        elif task == "multilabel":
+            values.append(sorted({t.strip() for t in str(v).split(target.separator) if t.strip()}))
         else:
             values.append(label_text(v))
     return values, problems
+
+
+def targets_problems(manifest: Manifest, frame: pd.DataFrame) -> list:
+    """Per-row target problems of the manifest's targets. With one target a missing value is a
+    bad row; with several, a row is bad only where every target is missing (its loss is
+    masked per target), or where a value does not parse."""
+    found, missing = [], defaultdict(list)
+    for t in manifest.targets:
+        for row, reason, detail in target_values(t, frame)[1]:
+            if reason == "missing target" and len(manifest.targets) > 1:
+                missing[row].append(t.column)
+            else:
+                found.append((row, reason, detail))
+    for row, cols in sorted(missing.items()):
+        if len(cols) == len(manifest.targets):
+            found.append((row, "missing target", f"every target ({', '.join(cols)}) is empty"))
+    return found
 
 
 def sort_labels(labels) -> list[str]:
@@ -143,8 +165,10 @@ def sort_labels(labels) -> list[str]:
 def _check_columns(manifest: Manifest, frame: pd.DataFrame, file: str, with_target: bool = True) -> None:
     wanted = []  # (column, manifest key, modality or None for the target, lists allowed)
     if with_target:
-        key = "target" if isinstance(manifest.raw.get("target"), str) else "target.column"
-        wanted.append((manifest.target.column, key, None, False))
+        several = isinstance(manifest.raw.get("target"), list)
+        for i, t in enumerate(manifest.targets):
+            key = f"target[{i}]" if several else "target" if isinstance(manifest.raw.get("target"), str) else "target.column"
+            wanted.append((t.column, key, None, False))
     for name, spec in manifest.inputs.items():
         mod = MODALITIES.get(spec.modality)()
         for col in mod.columns(spec.options):
@@ -188,8 +212,7 @@ def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_targ
         for row, reason, detail in result.problems:
             found[reason].append((row, f"inputs.{name}: {detail}"))
     if with_target:
-        _, tproblems = target_values(manifest, frame)
-        for row, reason, detail in tproblems:
+        for row, reason, detail in targets_problems(manifest, frame):
             found[reason].append((row, detail))
     if present:
         none = ~np.any(np.stack(list(present.values())), axis=0)
@@ -248,11 +271,11 @@ def load_splits(manifest: Manifest) -> Splits:
     fractions = {k: v for k, v in fractions.items() if v > 0}
     if fractions:
         strata = None
-        if manifest.task == "classification" and manifest.data.split.stratify:
-            strata = np.array(target_values(manifest, train.frame)[0], dtype=object)
+        if manifest.target.task == "classification" and manifest.data.split.stratify:
+            strata = np.array(target_values(manifest.target, train.frame)[0], dtype=object)
             counts = pd.Series(strata).value_counts()
-            if counts.min() < 2:
-                strata = None  # a class seen once cannot be spread over splits
+            if counts.min() < 2 or any(v is None for v in strata):
+                strata = None  # a class seen once (or a masked missing label) cannot be spread over splits
         idx = split_indices(len(train.frame), fractions, manifest.data.split.seed, strata)
         for name, rows in idx.items():
             frame = train.frame.iloc[rows].reset_index(drop=True)
@@ -262,33 +285,37 @@ def load_splits(manifest: Manifest) -> Splits:
     if "validation" not in splits or splits["validation"].rows == 0:
         raise DataError(f"{train.source}: too few rows for a validation split; add rows or give data.validation")
 
-    classes = None
-    if manifest.task in ("classification", "multilabel"):
-        classes = _classes(manifest, splits, dropped)
+    for t in manifest.targets if len(manifest.targets) > 1 else []:
+        if all(v is None for v in target_values(t, train.frame)[0]):
+            raise DataError(f"{train.source}: target '{t.column}' ({t.task}) is empty in every training row; "
+                            "fill it in or remove it from `target`")
+    classes = {t.column: _classes(manifest, t, splits, dropped) for t in manifest.targets if t.task != "regression"}
     return Splits(manifest, splits, dropped, classes)
 
 
-def _classes(manifest: Manifest, splits: dict[str, Split], dropped: list[Problem]) -> list[str]:
+def _classes(manifest: Manifest, target: TargetSpec, splits: dict[str, Split], dropped: list[Problem]) -> list[str]:
+    """The target's classes (labels) seen in training; a validation or test row with a class
+    never seen in training is a bad row (`data.on_error`)."""
     train = splits["train"]
-    values = target_values(manifest, train.frame)[0]
-    if manifest.task == "multilabel":
+    values = [v for v in target_values(target, train.frame)[0] if v is not None]
+    if target.task == "multilabel":
         seen = sorted({t for v in values for t in v})
     else:
         seen = sort_labels(set(values))
     if len(seen) < 2:
-        what = "label" if manifest.task == "multilabel" else "class"
-        raise DataError(f"{train.source}: target '{manifest.target.column}' has {len(seen)} {what}(s) in training ({', '.join(seen)}); at least two are needed")
-    if manifest.task == "classification":
+        what = "label" if target.task == "multilabel" else "class"
+        raise DataError(f"{train.source}: target '{target.column}' has {len(seen)} {what}(s) in training ({', '.join(seen)}); at least two are needed")
+    if target.task == "classification":
         known = set(seen)
         for name in ("validation", "test"):
             if name not in splits:
                 continue
             sp = splits[name]
-            vals = target_values(manifest, sp.frame)[0]
-            bad = [i for i, v in enumerate(vals) if v not in known]
+            vals = target_values(target, sp.frame)[0]
+            bad = [i for i, v in enumerate(vals) if v is not None and v not in known]
             if bad:
                 numbers = sp.row_numbers()
-                p = Problem(sp.source, "a class never seen in training", [int(numbers[i]) for i in bad], [f"label '{vals[i]}'" for i in bad])
+                p = Problem(sp.source, "a class never seen in training", [int(numbers[i]) for i in bad], [f"target '{target.column}': label '{vals[i]}'" for i in bad])
                 frame, present, numbers = _apply_policy(manifest, sp.frame, sp.present, [p], dropped, numbers)
                 splits[name] = Split(name, sp.source, frame, sp.root, present, numbers)
     return seen

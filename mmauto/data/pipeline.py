@@ -18,10 +18,11 @@ from typing import Optional
 import numpy as np
 
 from mmauto.config.manifest import Manifest
-from mmauto.data.checks import Splits, target_values
+from mmauto.data.checks import Splits, target_values, targets_problems
 from mmauto.data.keys import feature_key, present_key, split_feature_key
 from mmauto.encoders import ENCODERS
 from mmauto.heads import Head, head_for
+from mmauto.heads.multi import MultiHead
 from mmauto.modalities import MODALITIES
 
 DECODE_BATCH = 64
@@ -31,6 +32,15 @@ SHUFFLE_ROWS = 10000
 SHUFFLE_BYTES = 512 << 20
 
 
+def _target_state(target, frame, splits: Splits) -> dict:
+    """What a target's head is fitted with: the classes, or the values' mean and scale."""
+    if target.task != "regression":
+        return {"classes": splits.classes_by_target[target.column]}
+    y = np.asarray([v for v in target_values(target, frame)[0] if v is not None], "float64")
+    std = float(y.std()) if len(y) > 1 else 1.0
+    return {"mean": float(y.mean()), "std": std if std > 1e-12 else 1.0}
+
+
 class Preprocessing:
     """Fitted preprocessing of one manifest (JSON-serialisable `state`)."""
 
@@ -38,9 +48,12 @@ class Preprocessing:
         self.manifest = manifest
         self.state = state
         tstate = state["target"]
-        threshold = manifest.train.threshold
-        self.head: Head = head_for(manifest.task, manifest.target.column, tstate.get("classes"), tstate,
-                                   0.5 if threshold is None else threshold)
+        threshold = 0.5 if manifest.train.threshold is None else manifest.train.threshold
+        t = manifest.target
+        if len(manifest.targets) == 1:
+            self.head: Head | MultiHead = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
+        else:
+            self.head = MultiHead.build(manifest.targets, tstate["targets"], threshold, manifest.train.loss_weights)
 
     # === Fitting ===
 
@@ -61,12 +74,8 @@ class Preprocessing:
                 elif not key:
                     enc.fit_prep(raw)  # checks only (e.g. that a preset can be loaded)
             state["inputs"][name] = {"modality": mstate, "preps": preps, "encoders": candidates(spec)}
-        if manifest.task == "regression":
-            y = np.asarray(target_values(manifest, train.frame)[0], "float64")
-            std = float(y.std()) if len(y) > 1 else 1.0
-            state["target"] = {"mean": float(y.mean()), "std": std if std > 1e-12 else 1.0}
-        else:
-            state["target"] = {"classes": splits.classes}
+        states = {t.column: _target_state(t, train.frame, splits) for t in manifest.targets}
+        state["target"] = states[manifest.target.column] if len(states) == 1 else {"targets": states}
         return cls(manifest, state)
 
     def to_json(self, path: Path) -> None:
@@ -143,9 +152,18 @@ class Preprocessing:
             out.update(self.modality(name).serving_values(name, spec.options, frame, root))
         return out
 
-    def target_values(self, frame) -> list:
-        """The rows' parsed target values (labels, label lists or numbers)."""
-        values, problems = target_values(self.manifest, frame)
+    def read_targets(self, frame) -> tuple:
+        """(values, problems): the rows' parsed target values (labels, label lists or numbers),
+        as the head takes them: a list with one target, {column: list, None where the row has
+        no value} with several."""
+        m = self.manifest
+        if len(m.targets) == 1:
+            return target_values(m.target, frame)
+        return {t.column: target_values(t, frame)[0] for t in m.targets}, targets_problems(m, frame)
+
+    def target_values(self, frame):
+        """The rows' parsed target values (`read_targets`); a bad row raises DataError."""
+        values, problems = self.read_targets(frame)
         if problems:
             from mmauto.errors import DataError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mmauto.data.checks import Splits
 from mmauto.modalities import MODALITIES
+from mmauto.modalities.base import cell_is_missing
 
 
 def summarize(splits: Splits) -> dict:
@@ -11,11 +12,14 @@ def summarize(splits: Splits) -> dict:
     out = {
         "manifest": str(m.path),
         "name": m.name,
-        "task": m.task,
+        "task": m.target.task,
         "target": m.target.column,
         "splits": {k: {"rows": s.rows, "source": s.source} for k, s in splits.splits.items()},
         "inputs": [],
         "classes": splits.classes,
+        **({"targets": {t.column: {"task": t.task, "auxiliary": t.auxiliary, "classes": splits.classes_by_target.get(t.column),
+                                   "missing": {k: int(s.frame[t.column].map(cell_is_missing).sum()) for k, s in splits.splits.items()}}
+                        for t in m.targets}} if len(m.targets) > 1 else {}),
         "dropped": [p.to_dict() for p in splits.dropped],
         "dropped_rows": splits.dropped_rows(),
         "dropped_by_reason": splits.dropped_by_reason(),

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from mmauto.data.checks import load_table_checked, target_values
+from mmauto.data.checks import load_table_checked
 from mmauto.data.pipeline import Preprocessing
 from mmauto.errors import DataError
 
@@ -98,7 +98,7 @@ def read_checked(prep: Preprocessing, path: Path, with_target: bool):
 
 
 def score(prep: Preprocessing, frame: pd.DataFrame, outputs: dict) -> dict:
-    values, problems = target_values(prep.manifest, frame)
+    values, problems = prep.read_targets(frame)
     if problems:
         row, reason, detail = problems[0]
         raise DataError(f"row {row + 1}: {reason}: {detail}")

@@ -117,8 +117,8 @@ def export_saved_model(model, prep: Preprocessing, encoders: dict, keys: list[st
         tf.saved_model.save(mod, str(tmp / "model"), signatures=signatures)
         loaded = tf.saved_model.load(str(tmp / "model"))
         got = call_signature(loaded.signatures["serving_default"], parity_raw)
-        key = prep.head.key(prep.head.parity_output)
-        diff = float(np.max(np.abs(got[key] - parity_expected))) if len(parity_expected) else 0.0
+        got = prep.head.parity_values(got)
+        diff = float(np.max(np.abs(got - parity_expected))) if len(parity_expected) else 0.0
         if not diff <= PARITY_TOL:
             raise ExportError(f"parity check failed: the SavedModel differs from the trained model by {diff:.2e} (> {PARITY_TOL}) on {len(parity_expected)} validation rows")
         if out_dir.exists():

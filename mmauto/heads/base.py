@@ -63,6 +63,10 @@ class Head(abc.ABC):
     @abc.abstractmethod
     def metrics(self) -> list: ...
 
+    def training(self, hp, model) -> tuple:
+        """(loss, metrics) to compile `model` with (a multi-target model's differ: multi.py)."""
+        return self.loss(), self.metrics()
+
     def class_weight(self, y: np.ndarray) -> Optional[dict]:
         """`train.class_weight: balanced`: weights per class index, or None where it means nothing."""
         return None
@@ -82,6 +86,18 @@ class Head(abc.ABC):
     @abc.abstractmethod
     def expected(self, y: np.ndarray) -> np.ndarray:
         """What `serve(y)[parity_output]` must equal, computed in numpy from the model's output."""
+
+    def parity_values(self, outputs: dict) -> np.ndarray:
+        """The served output(s) `expected` describes (numpy)."""
+        return np.asarray(outputs[self.key(self.parity_output)])
+
+    def numpy_outputs(self, y: np.ndarray) -> dict:
+        """Served outputs, as `score` reads them, computed in numpy from the model's output."""
+        return {self.key(self.parity_output): self.expected(y)}
+
+    def primary_view(self, preds: dict, targets: np.ndarray) -> tuple:
+        """The trials' validation predictions and targets that ensemble selection scores."""
+        return preds, targets
 
     @abc.abstractmethod
     def output_specs(self) -> dict:

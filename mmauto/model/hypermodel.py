@@ -132,7 +132,8 @@ class MultimodalHyperModel(kt.HyperModel):
 
         lr_setting = train.learning_rate if train.learning_rate is not None else space.learning_rate
         lr = pick(hp, "learning_rate", lr_setting if lr_setting is not None else DEFAULT_LEARNING_RATES, [])
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss=self.prep.head.loss(), metrics=self.prep.head.metrics())
+        loss, metrics = self.prep.head.training(hp, model)
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
         return model
 
     def _encode(self, hp, inputs: dict, width: int, mdrop: float, with_tokens: bool):

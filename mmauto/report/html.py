@@ -49,7 +49,7 @@ def write_report(run_dir: Path) -> Path:
     card = _read_json(run_dir / "mmauto.json") or {}
     history = _read_json(run_dir / "history.json")
     ablation = _read_json(run_dir / "ablation.json")
-    preds = _read_predictions(run_dir / "eval_predictions.csv")
+    preds = _read_predictions(run_dir / "eval_predictions.csv", card.get("prefix") or "")
     head = card.get("head") or _guess_head(metrics)
     split = "test" if metrics.get("test") else "validation"
     objective = card.get("objective") or (board[0].get("objective") if board else None) or "score"
@@ -58,7 +58,7 @@ def write_report(run_dir: Path) -> Path:
         f"<h1>mmauto report: {_e(name)}</h1>",
         f'<p class="sub">{_e(run_dir.resolve())}</p>',
         _overview(card, board, head, objective),
-        "<h2>Metrics</h2>", _metrics_table(metrics),
+        "<h2>Metrics</h2>", _metrics_table(metrics), _targets_table(metrics, card),
         "<h2>Search</h2>", _search(board, out, objective),
         "<h2>Training of the best trial</h2>", _curves(history, objective, out),
         "<h2>Errors</h2>", _errors(head, metrics, preds, split, out),
@@ -86,13 +86,18 @@ def _read_json(path: Path):
         raise RunError(f"{path}: not valid JSON ({exc}); rerun `mmauto fit` to rewrite it") from None
 
 
-def _read_predictions(path: Path):
+def _read_predictions(path: Path, prefix: str = ""):
+    """The eval predictions; a multi-target model's primary target's columns (`<prefix>prediction`,
+    `<prefix>prob_<class>`...) under the plain names the plots read."""
     if not path.exists():
         return None
     import pandas as pd
 
     # Labels stay strings as written, so "01" or "1" compare with the target column verbatim.
-    return pd.read_csv(path, dtype={"prediction": str, "target": str, "split": str}, keep_default_na=False)
+    frame = pd.read_csv(path, dtype={"prediction": str, f"{prefix}prediction": str, "target": str, "split": str}, keep_default_na=False)
+    if prefix:
+        frame = frame.rename(columns={c: c[len(prefix):] for c in frame.columns if c.startswith(prefix)})
+    return frame
 
 
 def _guess_head(metrics: dict) -> str:
@@ -201,6 +206,24 @@ def _metrics_table(metrics: dict) -> str:
     names = [k for s in splits for k, v in metrics[s].items() if not isinstance(v, dict)]
     names = list(dict.fromkeys(n for n in names if n != "rows")) + ["rows"]
     return _table(["metric", *splits], [[n, *(metrics[s].get(n) for s in splits)] for n in names])
+
+
+def _targets_table(metrics: dict, card: dict) -> str:
+    """A multi-target model: each served target's main metrics per split."""
+    targets = card.get("targets") or {}
+    if not targets:
+        return ""
+    splits = [s for s in ("validation", "test") if (metrics.get(s) or {}).get("targets")]
+    rows = []
+    for col, t in targets.items():
+        if t.get("auxiliary"):
+            rows.append([col, t.get("task"), "auxiliary (trained, not served)", *["—"] * len(splits)])
+            continue
+        for name in ("accuracy", "macro_f1", "roc_auc", "subset_accuracy", "rmse", "mae", "r2"):
+            got = [((metrics[s]["targets"].get(col) or {}).get(name)) for s in splits]
+            if any(g is not None for g in got):
+                rows.append([col, t.get("task"), name, *got])
+    return "<h3>Per target</h3>" + _table(["target", "task", "metric", *splits], rows)
 
 
 def _search(board, out: Path, objective: str) -> str:

@@ -31,6 +31,7 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
     preds, targets = selection.load(Path(searched.tuner.project_dir), candidates)
     if len(preds) < 2:
         return selected
+    preds, targets = data.prep.head.primary_view(preds, targets)
     chosen = selection.select(preds, targets, selection.scorer(data.prep.head.name), size=size)
     info = {"members": chosen.members, "weights": [round(w, 6) for w in chosen.weights], "metric": chosen.metric,
             "validation": chosen.score, "best_single": {"trial": chosen.best_single, "validation": chosen.best_single_score}}
@@ -61,7 +62,7 @@ def _scores(data: Prepared, selected: Selected) -> dict:
             decoded = prep.decoded_dataset(sp.frame, sp.root, with_targets=False)
             y = selected.model.predict(prep.batches(decoded, 256, selected.encoders, selected.input_keys), verbose=0)
             values = prep.target_values(sp.frame)
-            out[name] = head.score(values, {head.key(head.parity_output): head.expected(y)})
+            out[name] = head.score(values, head.numpy_outputs(y))
     return out
 
 

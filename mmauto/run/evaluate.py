@@ -46,7 +46,11 @@ def _addressed(run: Run, name: str, sp, columns: dict) -> pd.DataFrame:
         frame["id"] = sp.frame["id"].values
     for col, values in columns.items():
         frame[col] = values
-    return frame.assign(target=sp.frame[run.manifest.target.column].values)
+    frame = frame.assign(target=sp.frame[run.manifest.target.column].values)
+    served = run.manifest.served_targets
+    for t in served[1:] if len(served) > 1 else []:  # the primary's true values are `target`
+        frame[f"{t.name}_target"] = sp.frame[t.column].values
+    return frame
 
 
 def _ablation(run: Run, data: Prepared, exported: Exported, scores: dict, row_seconds: float) -> dict:
