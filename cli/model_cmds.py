@@ -1,4 +1,4 @@
-"""`mmauto fit`, `predict`, `evaluate`, `leaderboard`."""
+"""`mmauto fit`, `predict`, `embed`, `evaluate`, `leaderboard`."""
 
 from __future__ import annotations
 
@@ -290,6 +290,23 @@ def predict(
     console(stderr=True).print(f"wrote {len(result)} predictions to {out}")
 
 
+def embed(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `mmauto fit`."),
+    data: Path = typer.Argument(..., help="A table (.csv, .tsv, .parquet, .jsonl) with the input columns."),
+    out: Path = typer.Option(Path("embeddings.parquet"), "--out", help="Where to write the embeddings (.parquet)."),
+    key: Optional[list[str]] = typer.Option(None, "--key", help="Columns to copy into the output (default: id if present, else row)."),
+):
+    """Embeddings from the exported SavedModel: per row, one unit vector per input and the fused one."""
+    from rich.progress import Progress
+
+    from mmauto import api
+
+    with Progress(console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task("embedding", total=None)
+        result = api.embed(run_dir, data, out, key_columns=key, progress=lambda n: bar.advance(task, n))
+    console(stderr=True).print(f"wrote {len(result)} rows of embeddings to {out}")
+
+
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run folder written by `mmauto fit`."),
     data: Path = typer.Argument(..., help="A labelled table."),
@@ -344,5 +361,5 @@ def leaderboard(
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (fit, predict, evaluate, leaderboard):
+    for fn in (fit, predict, embed, evaluate, leaderboard):
         app.command()(fn)

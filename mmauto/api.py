@@ -1,6 +1,6 @@
 """The library's entry points; the CLI calls nothing else.
 
-validate / demo / fit / predict / evaluate. Heavy modules (TensorFlow) are imported inside
+validate / demo / fit / predict / embed / evaluate. Heavy modules (TensorFlow) are imported inside
 the functions that need them.
 """
 
@@ -59,8 +59,13 @@ def _open(run_dir, signature: str = "serving_default"):
 
     if any(s.encoder.type == "keras_hub" or (isinstance(s.encoder.type, list) and "keras_hub" in s.encoder.type) for s in m.inputs.values()):
         import tensorflow_text  # noqa: F401  (keras-hub tokenizers' ops)
-    sig = tf.saved_model.load(str(model_dir(run_dir))).signatures[signature]
-    return m, prep, sig
+    signatures = tf.saved_model.load(str(model_dir(run_dir))).signatures
+    if signature not in signatures:
+        from mmauto.errors import RunError
+
+        raise RunError(f"{model_dir(run_dir)}: the SavedModel has no '{signature}' signature (exported by an older mmauto); "
+                       "fit again to add it")
+    return m, prep, signatures[signature]
 
 
 def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, progress=None, explain: bool = False):
@@ -74,14 +79,8 @@ def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, pr
         _check_out(Path(out))
     m, prep, sig = _open(run_dir, "serving_explain" if explain else "serving_default")
     frame, root = evaluation.read_checked(prep, Path(data), with_target=False)
-    for col in key_columns or []:
-        if col not in frame.columns:
-            from mmauto.errors import DataError, did_you_mean
-
-            cols = ", ".join(list(frame.columns)[:20]) + (", ..." if len(frame.columns) > 20 else "")
-            raise DataError(f"--key: column '{col}' is not in {data}{did_you_mean(col, frame.columns)} (columns: {cols})")
+    keys = _keys(frame, key_columns, data)
     outputs = evaluation.predict_frame(sig, prep, frame, root, progress)
-    keys = key_columns if key_columns is not None else [c for c in ("id",) if c in frame.columns]
     result = evaluation.prediction_frame(prep, frame, outputs, keys)
     if out:
         from mmauto.data.tables import write_table
@@ -90,10 +89,43 @@ def predict(run_dir, data, out=None, key_columns: Optional[list[str]] = None, pr
     return result
 
 
-def _check_out(out: Path) -> None:
-    """The predictions file can be written: not a folder, under a folder (or nothing yet)."""
+def embed(run_dir, data, out=None, key_columns: Optional[list[str]] = None, progress=None):
+    """Embeddings of a table's rows through the SavedModel's `serving_embed` signature: per
+    input `embedding_<input>` and the fused `embedding` (L2-normalised float32 vectors), after
+    the rows' keys as `predict` writes them. Rows are read and checked as `predict` reads them.
+
+    `out` (a .parquet file) and `key_columns` are checked before anything is computed."""
+    from mmauto.evaluation import embed as embedding
+    from mmauto.evaluation import predict as evaluation
+
+    if out:
+        embedding.check_out(Path(out))
+        _check_out(Path(out), "embeddings.parquet", "")
+    m, prep, sig = _open(run_dir, "serving_embed")
+    frame, root = evaluation.read_checked(prep, Path(data), with_target=False)
+    keys = _keys(frame, key_columns, data)
+    result = embedding.embedding_frame(prep, frame, evaluation.predict_frame(sig, prep, frame, root, progress), keys)
+    if out:
+        embedding.write_embeddings(result, Path(out), embedding.embedding_columns(prep))
+    return result
+
+
+def _keys(frame, key_columns: Optional[list[str]], data) -> list[str]:
+    """The columns that name the rows in the output: those asked for (each must exist), else
+    `id` when the table has one (else none: the output numbers the rows)."""
+    for col in key_columns or []:
+        if col not in frame.columns:
+            from mmauto.errors import DataError, did_you_mean
+
+            cols = ", ".join(list(frame.columns)[:20]) + (", ..." if len(frame.columns) > 20 else "")
+            raise DataError(f"--key: column '{col}' is not in {data}{did_you_mean(col, frame.columns)} (columns: {cols})")
+    return key_columns if key_columns is not None else [c for c in ("id",) if c in frame.columns]
+
+
+def _check_out(out: Path, example: str = "predictions.csv", formats: str = " (.csv, .tsv, .parquet, .jsonl)") -> None:
+    """The output file can be written: not a folder, under a folder (or nothing yet)."""
     if out.is_dir():
-        raise MmautoError(f"--out: {out} is a folder; give a file path such as {out / 'predictions.csv'} (.csv, .tsv, .parquet, .jsonl)")
+        raise MmautoError(f"--out: {out} is a folder; give a file path such as {out / example}{formats}")
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -189,17 +189,20 @@ def mlp(x, width: int, depth: int, dropout: float, name: str):
 @keras.saving.register_keras_serializable("mmauto")
 class Blend(layers.Layer):
     """The weighted sum of several same-shaped outputs with fixed weights (an ensemble's
-    average of its members' probabilities or values)."""
+    average of its members' probabilities or values). `members`: the names of the layers
+    whose outputs the weights multiply, in the same order (the export reads which member
+    weighs most)."""
 
-    def __init__(self, weights, **kwargs):
+    def __init__(self, weights, members=None, **kwargs):
         super().__init__(**kwargs)
         self.blend_weights = [float(w) for w in weights]
+        self.members = list(members) if members is not None else None
 
     def call(self, outputs):
         return sum(ops.cast(w, o.dtype) * o for w, o in zip(self.blend_weights, outputs))
 
     def get_config(self):
-        return {**super().get_config(), "weights": self.blend_weights}
+        return {**super().get_config(), "weights": self.blend_weights, "members": self.members}
 
 
 @keras.saving.register_keras_serializable("mmauto")

@@ -33,6 +33,25 @@ def demo_extra_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def fitted(demo_dir, tmp_path_factory):
+    """The demo data fitted once per session through the CLI (one small trial): (run folder,
+    the fit's JSON summary, the demo folder). Tests read the run; they do not change it."""
+    import json
+
+    import yaml
+
+    run = tmp_path_factory.mktemp("run") / "r"
+    data = yaml.safe_load((demo_dir / "manifest.yaml").read_text())
+    data["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16}}
+    data["train"] = {"epochs": 2, "batch_size": 32, "modality_dropout": 0.3}
+    m2 = demo_dir / "m_e2e.yaml"
+    m2.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("fit", m2, "--out", run, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run, json.loads(r.stdout), demo_dir
+
+
 @pytest.fixture
 def demo_copy(demo_dir, tmp_path) -> Path:
     dst = tmp_path / "demo"

@@ -8,22 +8,7 @@ import textwrap
 
 import pandas as pd
 import pytest
-import yaml
 from conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def fitted(demo_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("run") / "r"
-    manifest = demo_dir / "manifest.yaml"
-    data = yaml.safe_load(manifest.read_text())
-    data["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16}}
-    data["train"] = {"epochs": 2, "batch_size": 32, "modality_dropout": 0.3}
-    m2 = demo_dir / "m_e2e.yaml"
-    m2.write_text(yaml.safe_dump(data, sort_keys=False))
-    r = run_cli("fit", m2, "--out", run, "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return run, json.loads(r.stdout), demo_dir
 
 
 def test_run_folder(fitted):

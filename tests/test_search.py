@@ -350,6 +350,10 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
     rows.to_csv(tmp_path / "blank.csv", index=False)
     out = api.predict(run, tmp_path / "blank.csv")
     assert len(out) == 4 and np.allclose(out[[c for c in out.columns if c.startswith("prob_")]].sum(axis=1), 1.0, atol=1e-4)
+    # serving_embed serves the lead member's vectors: the empty review is its one missing embedding.
+    emb = api.embed(run, tmp_path / "blank.csv")
+    review, fused = np.stack(emb["embedding_review"]), np.stack(emb["embedding"])
+    assert np.allclose(review, review[0], atol=1e-6) and np.allclose(np.linalg.norm(fused, axis=1), 1.0, atol=1e-5)
 
 
 def test_a_search_whose_trials_all_failed_exports_nothing(demo_dir, tmp_path, monkeypatch):

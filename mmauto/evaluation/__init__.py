@@ -1,1 +1,1 @@
-"""Predictions through the exported SavedModel, metrics (scikit-learn) and the ablation."""
+"""Predictions and embeddings through the exported SavedModel, metrics (scikit-learn) and the ablation."""

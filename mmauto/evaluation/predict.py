@@ -108,8 +108,13 @@ def score(prep: Preprocessing, frame: pd.DataFrame, outputs: dict) -> dict:
     return prep.head.score(values, outputs)
 
 
+def key_frame(frame: pd.DataFrame, key_columns: list[str]) -> pd.DataFrame:
+    """The rows' key columns, or without any, `row`: their 1-based numbers."""
+    return pd.DataFrame({c: frame[c].values for c in key_columns}) if key_columns else pd.DataFrame({"row": np.arange(1, len(frame) + 1)})
+
+
 def prediction_frame(prep: Preprocessing, frame: pd.DataFrame, outputs: dict, key_columns: list[str]) -> pd.DataFrame:
-    out = pd.DataFrame({c: frame[c].values for c in key_columns}) if key_columns else pd.DataFrame({"row": np.arange(1, len(frame) + 1)})
+    out = key_frame(frame, key_columns)
     for col, values in prep.head.columns(outputs).items():
         out[col] = values
     for name in prep.manifest.inputs:  # serving_explain's per-input contributions

@@ -21,6 +21,30 @@ CONTRIBUTION = ("the answer with the row as sent minus the answer with this inpu
                 "regression the value); the model runs once per input more, in the same call")
 
 
+# What serving_embed's outputs are (the model card and the README say it).
+EMBEDDING = ("the input's vector as the model's fusion receives it (projected, normalised, after the missing-modality "
+             "gate: a missing input gives its learned missing embedding, the same for every row, all zeros if training never "
+             "saw the input missing), L2-normalised")
+FUSED_EMBEDDING = "the fused vector the head reads, L2-normalised; of an ensemble, its highest-weight member's"
+
+
+def embedding_widths(model_dir: Path) -> dict:
+    """serving_embed's output widths read from the SavedModel's signature (no model is
+    loaded); {} where there is none."""
+    path = Path(model_dir) / "saved_model.pb"
+    if not path.exists():
+        return {}
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(path.read_bytes())
+    sig = saved.meta_graphs[0].signature_def
+    if "serving_embed" not in sig:
+        return {}
+    return {k: (v.tensor_shape.dim[-1].size if v.tensor_shape.dim and v.tensor_shape.dim[-1].size >= 0 else None)
+            for k, v in sig["serving_embed"].outputs.items()}
+
+
 def needs_tensorflow_text(m, encoders: dict) -> bool:
     """Whether the SavedModel holds keras-hub tokenizer ops (serving imports tensorflow_text)."""
     from mmauto.data.pipeline import encoder_list
@@ -45,6 +69,7 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
     head = prep.head
     needs_text_ops = needs_tensorflow_text(m, encoders)
     outputs = head.output_specs()
+    widths = embedding_widths(Path(run_dir) / "model")
     card = {
         "format": "mmauto-model-card/1",
         "model": "model",
@@ -54,6 +79,9 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
             "serving_default": {"inputs": serving_inputs(prep), "outputs": outputs},
             "serving_explain": {"inputs": "as serving_default", "outputs": {
                 **outputs, **{f"contribution_{n}": {"dtype": "float32", "shape": [None], "means": CONTRIBUTION} for n in m.inputs}}},
+            "serving_embed": {"inputs": "as serving_default", "outputs": {
+                **{f"embedding_{n}": {"dtype": "float32", "shape": [None, widths.get(f"embedding_{n}")], "means": EMBEDDING} for n in m.inputs},
+                "embedding": {"dtype": "float32", "shape": [None, widths.get("embedding")], "means": FUSED_EMBEDDING}}},
             **({"serving_waveform": {"inputs": "as serving_default, but each audio input is float32 [N, S] at its sample_rate; a row whose first sample is NaN is missing"}}
                if any(s.modality == "audio" for s in m.inputs.values()) else {}),
         },

@@ -1,9 +1,12 @@
 """Export: one SavedModel whose signatures take RAW inputs and run all preprocessing in-graph.
 
 `serving_default`: image/audio as encoded bytes, text as strings, one tensor per tabular column.
-`serving_waveform` (when there is an audio input): the same, but audio as float32 waveforms
-[N, S] at the model's sample rate. Written to a temporary folder, parity-checked against the
-in-process model, then renamed into place: a crash never leaves half a model.
+`serving_explain`: the same inputs; adds each input's contribution to the answer.
+`serving_embed`: the same inputs; answers L2-normalised embeddings, one per input and the fused
+one (`mmauto.model.embedding`). `serving_waveform` (when there is an audio input): as
+serving_default, but audio as float32 waveforms [N, S] at the model's sample rate.
+Written to a temporary folder, parity-checked against the in-process model, then renamed into
+place: a crash never leaves half a model.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ PARITY_TOL = 1e-4
 
 
 def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
+    import keras
     import tensorflow as tf
+
+    from mmauto.model.embedding import embedding_model
 
     graph = prep.graph(encoders)
     spec = {k: tf.TensorSpec(shape, getattr(tf, dt), name=k) for k, (shape, dt) in prep.serving_spec().items()}
@@ -40,15 +46,16 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
         y = model({k: feats[k] for k in keys}, training=False)
         return head.serve(tf.cast(y, tf.float32))
 
-    def empty():
-        return {k: tf.zeros([0, *s["shape"][1:]], getattr(tf, s["dtype"])) for k, s in head.output_specs().items()}
+    def empty(extra=()):
+        """serving_default's outputs for 0 rows; `extra`: more float32 [N] outputs."""
+        return {**{k: tf.zeros([0, *s["shape"][1:]], getattr(tf, s["dtype"])) for k, s in head.output_specs().items()},
+                **{k: tf.zeros([0]) for k in extra}}
 
-    def rows_or_empty(raw, compute, extra=()):
-        """A batch of 0 rows answers empty outputs of the served shapes: the layers (batch
-        normalisation after a convolution over 0 decoded clips) do not all take one. `extra`:
-        more float32 [N] outputs of the signature."""
+    def rows_or_empty(raw, compute, nothing=empty):
+        """A batch of 0 rows answers `nothing()`, empty outputs of the served shapes: the layers
+        (batch normalisation after a convolution over 0 decoded clips) do not all take one."""
         n = tf.shape(next(iter(raw.values())))[0]
-        return tf.cond(n > 0, compute, lambda: {**empty(), **{k: tf.zeros([0]) for k in extra}})
+        return tf.cond(n > 0, compute, nothing)
 
     # autograph=False: as in tf.data (see pipeline.plain), the graph code needs no conversion.
     @tf.function(input_signature=[spec], autograph=False)
@@ -77,11 +84,26 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
 
     @tf.function(input_signature=[spec], autograph=False)
     def serve_explain(raw):
-        return rows_or_empty(raw, lambda: explain(raw), [f"contribution_{n}" for n in names])
+        return rows_or_empty(raw, lambda: explain(raw), lambda: empty([f"contribution_{n}" for n in names]))
+
+    embedder = embedding_model(model, names)
+    embed_keys = [t.name for t in keras.tree.flatten(embedder.input)]
+    widths = {k: int(t.shape[-1]) for k, t in embedder.output.items()}
+
+    def embed(feats):
+        """The embeddings, L2-normalised (a zero vector, a missing embedding never trained,
+        stays zero). A missing input is what the gate hands on: its learned missing embedding."""
+        got = embedder({k: feats[k] for k in embed_keys}, training=False)
+        return {k: tf.math.l2_normalize(tf.cast(v, tf.float32), axis=-1) for k, v in got.items()}
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve_embed(raw):
+        return rows_or_empty(raw, lambda: embed(graph(raw)), lambda: {k: tf.zeros([0, w]) for k, w in widths.items()})
 
     mod.serve = serve
     mod.serve_explain = serve_explain
-    signatures = {"serving_default": serve, "serving_explain": serve_explain}
+    mod.serve_embed = serve_embed
+    signatures = {"serving_default": serve, "serving_explain": serve_explain, "serving_embed": serve_embed}
     audio = [n for n, s in prep.manifest.inputs.items() if s.modality == "audio"]
     if audio:
         wspec = dict(spec)

@@ -1,1 +1,2 @@
-"""The search space and the model: the hypermodel, shared layers, auxiliary objectives, devices."""
+"""The search space and the model: the hypermodel, shared layers, auxiliary objectives, the ensemble
+model, the embedding sub-model the export serves, devices."""

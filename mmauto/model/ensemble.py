@@ -23,5 +23,20 @@ def ensemble_model(members: dict[str, tuple[keras.Model, list[str]]], weights: l
                 inputs[k] = keras.Input(spec.shape[1:], dtype=spec.dtype, name=k)
         member = keras.Model(model.input, model.output, name=f"trial_{tid}")
         outputs.append(member({k: inputs[k] for k in keys}))
-    out = outputs[0] if len(outputs) == 1 else Blend(weights, dtype="float32", name="ensemble_blend")(outputs)
+    names = [f"trial_{tid}" for tid in members]
+    out = outputs[0] if len(outputs) == 1 else Blend(weights, members=names, dtype="float32", name="ensemble_blend")(outputs)
     return keras.Model(inputs, out, name=name)
+
+
+def lead_member(model: keras.Model) -> keras.Model:
+    """The member of an ensemble built by `ensemble_model` with the highest weight (the first
+    of equals, the one that joined first); any other model is its own lead.
+
+    Members are nested models with their own layers; the Blend layer names them beside their
+    weights, so the lead is read from the model itself rather than from the layer order."""
+    blend = next((layer for layer in model.layers if isinstance(layer, Blend)), None)
+    if blend is not None and blend.members:
+        weights = blend.blend_weights
+        return model.get_layer(blend.members[max(range(len(weights)), key=weights.__getitem__)])
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("trial_")]
+    return nested[0] if len(nested) == 1 else model
