@@ -197,3 +197,14 @@ def test_a_tiny_fit_exports_with_parity(demo_dir, tmp_path):
     # layer that sampled at inference would draw different noise in each and fail it.
     parity = json.loads((run / "mmauto.json").read_text())["parity"]
     assert parity["rows"] > 0 and parity["max_abs_diff"] <= 1e-4
+
+
+def test_unset_modality_dropout_never_leaves_the_missing_embedding_untrained(two_inputs):
+    """Issue 16: with modality dropout 0 and no missing cells, `<input>_missing` never trains."""
+    from mmauto.model.hypermodel import MODALITY_DROPOUTS
+
+    model, hp = _build(two_inputs())
+    assert 0.0 not in MODALITY_DROPOUTS and hp.get("modality_dropout") == MODALITY_DROPOUTS[0] > 0
+    assert model.get_layer("review_missing").dropout == MODALITY_DROPOUTS[0]
+    model, hp = _build(two_inputs(train={"modality_dropout": 0.0}))  # a pinned 0 is kept
+    assert model.get_layer("review_missing").dropout == 0.0

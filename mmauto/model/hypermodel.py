@@ -27,6 +27,11 @@ from mmauto.model.objectives import align, reconstruct
 # above ~1e-3 mostly stayed at chance with every fusion while 3.5e-4 learned with all of them;
 # the old range (3e-4 to 1e-2) drew two of three trials above 1e-3.
 DEFAULT_LEARNING_RATES = {"min": 1e-4, "max": 3e-3}
+# Searched modality dropout when unset (issue 16): never 0, so every input's learned "missing"
+# embedding is trained even when no training row lacks the input; with 0 it stayed at its
+# initial zeros, and serving a row with an input missing (and the ablation, which removes
+# inputs the same way) fed the model a vector it had never seen. A pinned value is kept as is.
+MODALITY_DROPOUTS = [0.05, 0.1, 0.3]
 
 
 def fusion_choices(space, n_inputs: int) -> list[str]:
@@ -111,7 +116,7 @@ class MultimodalHyperModel(kt.HyperModel):
         width = pick(hp, "width", space.width, [32, 64], default=32)
         dropout = pick(hp, "dropout", space.dropout, [0.0, 0.1, 0.3], default=0.1)
         mdrop_setting = train.modality_dropout if train.modality_dropout is not None else space.modality_dropout
-        mdrop = pick(hp, "modality_dropout", mdrop_setting if len(names) > 1 else 0.0, [0.0, 0.1, 0.3], default=0.0)
+        mdrop = pick(hp, "modality_dropout", mdrop_setting if len(names) > 1 else 0.0, MODALITY_DROPOUTS, default=MODALITY_DROPOUTS[0])
         choices = fusion_choices(space, len(names))
         fname = pick(hp, "fusion", choices if len(choices) > 1 else choices[0], choices)
         fusion = FUSIONS.get(fname)(space)
