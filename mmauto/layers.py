@@ -224,6 +224,18 @@ class TakeColumns(layers.Layer):
 
 
 @keras.saving.register_keras_serializable("mmauto")
+class FirstToken(layers.Layer):
+    """Token 0 of a [N, T, D] sequence (a CLS token). A layer, not a Lambda, so a model
+    holding it saves and loads from a .keras file."""
+
+    def call(self, x):
+        return x[:, 0]
+
+    def compute_output_shape(self, shape):
+        return (shape[0], shape[-1])
+
+
+@keras.saving.register_keras_serializable("mmauto")
 class TaskUncertainty(layers.Layer):
     """Identity on its input; owns one learned log-variance per target, which the multi-target
     loss reads to weight the targets' losses (Kendall et al., 2018). Living in the model, the

@@ -14,7 +14,7 @@ from keras import layers, ops
 
 from mmauto.encoders.base import ENCODERS, Encoded, Encoder
 from mmauto.errors import PresetError
-from mmauto.layers import MaskedMean, TokenMask
+from mmauto.layers import FirstToken, MaskedMean, TokenMask
 
 
 def load(kind: str, preset: str, key: str, **kwargs):
@@ -71,7 +71,7 @@ def _pool(out, scope, mask=None):
         tokens = layers.Reshape((-1, out.shape[-1]), name=f"{scope}_tok")(out)
         return layers.GlobalAveragePooling2D(name=f"{scope}_gap")(out), tokens
     if len(out.shape) == 3:
-        return layers.Lambda(lambda t: t[:, 0], name=f"{scope}_cls")(out), out
+        return FirstToken(name=f"{scope}_cls")(out), out
     return out, None
 
 

@@ -1,9 +1,9 @@
 """Gated fusion: learned per-sample, per-modality gates weigh each input's transformed vector."""
 
-from keras import layers, ops
+from keras import layers
 
 from mmauto.fusion.base import FUSIONS, Fusion
-from mmauto.layers import mlp
+from mmauto.layers import TakeColumns, mlp
 
 
 @FUSIONS.register("gated")
@@ -17,7 +17,7 @@ class GatedFusion(Fusion):
         parts = []
         for i, n in enumerate(names):
             h = layers.Dense(width, activation="tanh", name=f"gated_{n}_h")(encoded[n].pooled)
-            g = layers.Lambda(lambda g, i=i: ops.expand_dims(g[:, i], -1), name=f"gated_{n}_g")(gates)
+            g = TakeColumns(i, i + 1, name=f"gated_{n}_g")(gates)
             parts.append(layers.Multiply(name=f"gated_{n}_mul")([h, g]))
         x = parts[0] if len(parts) == 1 else layers.Add(name="gated_sum")(parts)
         return mlp(x, width, depth, dropout, "gated_mlp")

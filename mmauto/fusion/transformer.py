@@ -5,7 +5,7 @@ tokens get no attention."""
 from keras import layers
 
 from mmauto.fusion.base import FUSIONS, Fusion, token_seq
-from mmauto.layers import ClsToken, PositionEmbedding, PrependOnes, joint_mask, transformer_block
+from mmauto.layers import ClsToken, FirstToken, PositionEmbedding, PrependOnes, joint_mask, transformer_block
 
 
 @FUSIONS.register("transformer")
@@ -25,4 +25,4 @@ class TransformerFusion(Fusion):
         for i in range(depth):
             x = transformer_block(x, heads, width, dropout, f"tfuse_block{i}", mask=mask)
         x = layers.LayerNormalization(name="tfuse_ln")(x)
-        return layers.Lambda(lambda t: t[:, 0], name="tfuse_out")(x)
+        return FirstToken(name="tfuse_out")(x)
