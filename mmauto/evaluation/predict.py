@@ -118,8 +118,9 @@ def prediction_frame(prep: Preprocessing, frame: pd.DataFrame, outputs: dict, ke
     for col, values in prep.head.columns(outputs).items():
         out[col] = values
     for name in prep.manifest.inputs:  # serving_explain's per-input contributions
-        if f"contribution_{name}" in outputs:
-            out[f"contribution_{name}"] = outputs[f"contribution_{name}"]
+        for kind in ("contribution", "attention"):
+            if f"{kind}_{name}" in outputs:
+                out[f"{kind}_{name}"] = outputs[f"{kind}_{name}"]
     return out
 
 

@@ -28,9 +28,14 @@ EMBEDDING = ("the input's vector as the model's fusion receives it (projected, n
 FUSED_EMBEDDING = "the fused vector the head reads, L2-normalised; of an ensemble, its highest-weight member's"
 
 
-def embedding_widths(model_dir: Path) -> dict:
-    """serving_embed's output widths read from the SavedModel's signature (no model is
-    loaded); {} where there is none."""
+# What serving_explain's attention_<input> means.
+ATTENTION = ("the share of the attention fusion's attention that this input's tokens get (the transformer's CLS token in "
+             "its last block, the perceiver's latents in their cross-attention; averaged over heads); the shares of a row sum to 1")
+
+
+def embedding_widths(model_dir: Path, signature: str = "serving_embed") -> dict:
+    """A signature's output widths read from the SavedModel (no model is loaded); {} where
+    there is none."""
     path = Path(model_dir) / "saved_model.pb"
     if not path.exists():
         return {}
@@ -39,10 +44,10 @@ def embedding_widths(model_dir: Path) -> dict:
     saved = saved_model_pb2.SavedModel()
     saved.ParseFromString(path.read_bytes())
     sig = saved.meta_graphs[0].signature_def
-    if "serving_embed" not in sig:
+    if signature not in sig:
         return {}
     return {k: (v.tensor_shape.dim[-1].size if v.tensor_shape.dim and v.tensor_shape.dim[-1].size >= 0 else None)
-            for k, v in sig["serving_embed"].outputs.items()}
+            for k, v in sig[signature].outputs.items()}
 
 
 def needs_tensorflow_text(m, encoders: dict) -> bool:
@@ -70,6 +75,7 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
     needs_text_ops = needs_tensorflow_text(m, encoders)
     outputs = head.output_specs()
     widths = embedding_widths(Path(run_dir) / "model")
+    attention = [n for n in m.inputs if f"attention_{n}" in embedding_widths(Path(run_dir) / "model", "serving_explain")]
     card = {
         "format": "mmauto-model-card/1",
         "model": "model",
@@ -78,7 +84,8 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
         "signatures": {
             "serving_default": {"inputs": serving_inputs(prep), "outputs": outputs},
             "serving_explain": {"inputs": "as serving_default", "outputs": {
-                **outputs, **{f"contribution_{n}": {"dtype": "float32", "shape": [None], "means": CONTRIBUTION} for n in m.inputs}}},
+                **outputs, **{f"contribution_{n}": {"dtype": "float32", "shape": [None], "means": CONTRIBUTION} for n in m.inputs},
+                **{f"attention_{n}": {"dtype": "float32", "shape": [None], "means": ATTENTION} for n in attention}}},
             "serving_embed": {"inputs": "as serving_default", "outputs": {
                 **{f"embedding_{n}": {"dtype": "float32", "shape": [None, widths.get(f"embedding_{n}")], "means": EMBEDDING} for n in m.inputs},
                 "embedding": {"dtype": "float32", "shape": [None, widths.get("embedding")], "means": FUSED_EMBEDDING}}},

@@ -29,6 +29,7 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
     import keras
     import tensorflow as tf
 
+    from mmauto.model.attention import attention_probe
     from mmauto.model.embedding import embedding_model
 
     graph = prep.graph(encoders)
@@ -63,6 +64,8 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
         return rows_or_empty(raw, lambda: run(graph(raw)))
 
     names = list(prep.manifest.inputs)
+    attention = attention_probe(model, names)
+    extra = [f"contribution_{n}" for n in names] + ([f"attention_{n}" for n in names] if attention else [])
 
     def explain(raw):
         """serving_default's outputs plus `contribution_<input>` per row: the batch is repeated
@@ -80,11 +83,13 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
         out = dict(full)
         for i, name in enumerate(names):
             out[f"contribution_{name}"] = head.contribution(full, head.serve(parts[i + 1]))
+        if attention is not None:
+            out.update({f"attention_{n}": v for n, v in attention.shares(feats).items()})
         return out
 
     @tf.function(input_signature=[spec], autograph=False)
     def serve_explain(raw):
-        return rows_or_empty(raw, lambda: explain(raw), lambda: empty([f"contribution_{n}" for n in names]))
+        return rows_or_empty(raw, lambda: explain(raw), lambda: empty(extra))
 
     embedder = embedding_model(model, names)
     embed_keys = [t.name for t in keras.tree.flatten(embedder.input)]
