@@ -177,3 +177,10 @@ def test_one_served_target_keeps_the_plain_output_names(demo_dir, tmp_path):
     y = np.random.default_rng(0).dirichlet(np.ones(3), 4).astype("float32")
     y = np.concatenate([y, np.full((4, 4), 0.25, "float32")], axis=1)
     assert np.allclose(head.expected(y), y[:, :3])  # the auxiliary target's columns are not served
+
+
+def test_other_targets_metrics_have_their_directions():
+    from mmauto.heads import objective_direction
+
+    assert objective_direction("val_price_rmse") == "min" and objective_direction("val_rating_log_loss") == "min"
+    assert objective_direction("val_rating_accuracy") == "max" and objective_direction("val_auc") == "max"

@@ -172,7 +172,8 @@ def head_for(task: str, target: str, classes: Optional[list[str]] = None, state:
 
 
 def objective_direction(name: str) -> str:
-    """'min' or 'max' for a search objective or metric name (`val_` prefix allowed)."""
+    """'min' or 'max' for a search objective or metric name (`val_` prefix allowed; a
+    multi-target model's other targets' metrics are named `<target>_<metric>`)."""
     base = name[4:] if name.startswith("val_") else name
     lower = {"loss"} | {m for _, cls in HEADS.items() for m in cls.lower_is_better}
-    return "min" if base in lower else "max"
+    return "min" if any(base == m or base.endswith(f"_{m}") for m in lower) else "max"
