@@ -151,9 +151,14 @@ def test_predict_writes_columns_per_target_as_served(multi_run):
     assert {"label_prediction", "label_prob_high", "price_prediction"} <= set(p.columns)
     assert not any(c.startswith("store") for c in p.columns)
     assert np.allclose(p[["label_prob_high", "label_prob_low", "label_prob_mid"]].sum(axis=1), 1.0, atol=1e-5)
-    r = run_cli("evaluate", run, path.parent / "train.csv", "--json")
+    # The auxiliary target's column is not needed to evaluate what is served.
+    pd.read_csv(path.parent / "train.csv").drop(columns=["store"]).to_csv(path.parent / "no_store.csv", index=False)
+    r = run_cli("evaluate", run, path.parent / "no_store.csv", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     assert set(json.loads(r.stdout)["metrics"]["targets"]) == {"label", "price"}
+    pd.read_csv(path.parent / "train.csv").drop(columns=["price"]).to_csv(path.parent / "no_price.csv", index=False)
+    r = run_cli("evaluate", run, path.parent / "no_price.csv")
+    assert r.returncode == 2 and "column 'price' named by target[1]" in r.stderr
 
 
 def test_a_target_empty_in_every_row_is_an_error(demo_dir, tmp_path):

@@ -135,12 +135,18 @@ def target_values(target: TargetSpec, frame: pd.DataFrame):
     return values, problems
 
 
-def targets_problems(manifest: Manifest, frame: pd.DataFrame) -> list:
+def table_targets(manifest: Manifest, frame: pd.DataFrame, auxiliary: bool = True) -> list[TargetSpec]:
+    """The targets read from a table: all of them for training; for evaluation (`auxiliary`
+    False) the served ones, and auxiliary ones only where the table has their column."""
+    return [t for t in manifest.targets if auxiliary or not t.auxiliary or t.column in frame.columns]
+
+
+def targets_problems(manifest: Manifest, frame: pd.DataFrame, auxiliary: bool = True) -> list:
     """Per-row target problems of the manifest's targets. With one target a missing value is a
     bad row; with several, a row is bad only where every target is missing (its loss is
     masked per target), or where a value does not parse."""
     found, missing = [], defaultdict(list)
-    for t in manifest.targets:
+    for t in table_targets(manifest, frame, auxiliary):
         for row, reason, detail in target_values(t, frame)[1]:
             if reason == "missing target" and len(manifest.targets) > 1:
                 missing[row].append(t.column)
@@ -162,11 +168,13 @@ def sort_labels(labels) -> list[str]:
 # === Loading ===
 
 
-def _check_columns(manifest: Manifest, frame: pd.DataFrame, file: str, with_target: bool = True) -> None:
+def _check_columns(manifest: Manifest, frame: pd.DataFrame, file: str, with_target: bool = True, auxiliary: bool = True) -> None:
     wanted = []  # (column, manifest key, modality or None for the target, lists allowed)
     if with_target:
         several = isinstance(manifest.raw.get("target"), list)
         for i, t in enumerate(manifest.targets):
+            if not auxiliary and t.auxiliary:
+                continue
             key = f"target[{i}]" if several else "target" if isinstance(manifest.raw.get("target"), str) else "target.column"
             wanted.append((t.column, key, None, False))
     for name, spec in manifest.inputs.items():
@@ -201,7 +209,7 @@ def _check_cell_kinds(series: pd.Series, col: str, key: str, modality, lists_ok:
         raise DataError(f"{file}: column '{col}' holds {kind} (row {i + 1}) but {what} {one}")
 
 
-def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_target: bool):
+def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_target: bool, auxiliary: bool = True):
     """(per-input presence, {reason: [(row, detail)]})."""
     found: dict[str, list] = defaultdict(list)
     present = {}
@@ -212,7 +220,7 @@ def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_targ
         for row, reason, detail in result.problems:
             found[reason].append((row, f"inputs.{name}: {detail}"))
     if with_target:
-        for row, reason, detail in targets_problems(manifest, frame):
+        for row, reason, detail in targets_problems(manifest, frame, auxiliary):
             found[reason].append((row, detail))
     if present:
         none = ~np.any(np.stack(list(present.values())), axis=0)
@@ -221,13 +229,14 @@ def _row_problems(manifest: Manifest, frame: pd.DataFrame, root: Path, with_targ
     return present, found
 
 
-def load_table_checked(manifest: Manifest, path: Path, with_target: bool = True):
-    """Read one table and check it. Returns (frame, root, presence, problems)."""
+def load_table_checked(manifest: Manifest, path: Path, with_target: bool = True, auxiliary: bool = True):
+    """Read one table and check it. Returns (frame, root, presence, problems). `auxiliary`
+    False (evaluation): auxiliary targets are read only where the table has them."""
     file = str(path)
     frame = read_table(path)
-    _check_columns(manifest, frame, file, with_target)
+    _check_columns(manifest, frame, file, with_target, auxiliary)
     root = manifest.media_root(path)
-    present, found = _row_problems(manifest, frame, root, with_target)
+    present, found = _row_problems(manifest, frame, root, with_target, auxiliary)
     problems = [
         Problem(file, reason, [r + 1 for r, _ in sorted(items)], [d for _, d in sorted(items)])
         for reason, items in found.items()

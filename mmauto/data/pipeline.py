@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from mmauto.config.manifest import Manifest
-from mmauto.data.checks import Splits, target_values, targets_problems
+from mmauto.data.checks import Splits, table_targets, target_values, targets_problems
 from mmauto.data.keys import feature_key, present_key, split_feature_key
 from mmauto.encoders import ENCODERS
 from mmauto.heads import Head, head_for
@@ -159,7 +159,10 @@ class Preprocessing:
         m = self.manifest
         if len(m.targets) == 1:
             return target_values(m.target, frame)
-        return {t.column: target_values(t, frame)[0] for t in m.targets}, targets_problems(m, frame)
+        # A table without an auxiliary target's column (evaluation) is read without it: only
+        # training encodes it.
+        read = table_targets(m, frame, auxiliary=False)
+        return {t.column: target_values(t, frame)[0] for t in read}, targets_problems(m, frame, auxiliary=False)
 
     def target_values(self, frame):
         """The rows' parsed target values (`read_targets`); a bad row raises DataError."""

@@ -90,7 +90,7 @@ def _reason(exc) -> str:
 
 def read_checked(prep: Preprocessing, path: Path, with_target: bool):
     m = prep.manifest
-    frame, root, present, problems = load_table_checked(m, Path(path), with_target=with_target)
+    frame, root, present, problems = load_table_checked(m, Path(path), with_target=with_target, auxiliary=False)
     problems = [p for p in problems if with_target or p.reason not in ("missing target", "unparsable target")]
     if problems:
         raise DataError(f"{problems[0].line()}; fix or remove those rows")
