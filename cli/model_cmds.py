@@ -191,6 +191,9 @@ class FitPrinter(Printer):
         run = Path(s["run_dir"])
         self.say(f"model: {run / 'model'}   card: {run / 'mmauto.json'}" + (f"   report: {s['report']}" if s.get("report") else ""))
         self.say(f"metrics: {json.dumps({k: _headline(v) for k, v in s['metrics'].items()})}")
+        targets = next((v["targets"] for v in s["metrics"].values() if v.get("targets")), {})
+        for col in list(targets)[1:]:  # the first is the primary target: the line above
+            self.say(f"metrics of {col}: {json.dumps({k: _headline(v['targets'][col]) for k, v in s['metrics'].items() if v.get('targets')})}")
 
     def on_chief_listening(self, e):
         self.say(f"chief: serving the search at {e.address}; start workers with --distributed worker --oracle {e.address}")
