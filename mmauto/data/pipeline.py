@@ -50,7 +50,9 @@ class Preprocessing:
         tstate = state["target"]
         threshold = 0.5 if manifest.train.threshold is None else manifest.train.threshold
         t = manifest.target
-        if len(manifest.targets) == 1:
+        if manifest.retrieval:  # no target: the head embeds the inputs (heads/retrieval.py)
+            self.head = head_for("retrieval", "", None, {"inputs": list(manifest.inputs), **tstate})
+        elif len(manifest.targets) == 1:
             self.head: Head | MultiHead = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
         else:
             self.head = MultiHead.build(manifest.targets, tstate["targets"], threshold, manifest.train.loss_weights)
@@ -75,7 +77,10 @@ class Preprocessing:
                     enc.fit_prep(raw)  # checks only (e.g. that a preset can be loaded)
             state["inputs"][name] = {"modality": mstate, "preps": preps, "encoders": candidates(spec)}
         states = {t.column: _target_state(t, train.frame, splits) for t in manifest.targets}
-        state["target"] = states[manifest.target.column] if len(states) == 1 else {"targets": states}
+        if manifest.retrieval:
+            state["target"] = {"inputs": list(manifest.inputs)}
+        else:
+            state["target"] = states[manifest.target.column] if len(states) == 1 else {"targets": states}
         return cls(manifest, state)
 
     def to_json(self, path: Path) -> None:
@@ -157,6 +162,8 @@ class Preprocessing:
         as the head takes them: a list with one target, {column: list, None where the row has
         no value} with several."""
         m = self.manifest
+        if m.retrieval:  # the rows are the matching pairs: no values, nothing to check
+            return [None] * len(frame), []
         if len(m.targets) == 1:
             return target_values(m.target, frame)
         return {t.column: target_values(t, frame)[0] for t in m.targets}, targets_problems(m, frame)
