@@ -67,6 +67,7 @@ def _numpy_infonce(blocks, scale):
         logits = logits - logits.max(axis=1, keepdims=True)
         return -(np.diag(logits) - np.log(np.exp(logits).sum(axis=1)))
 
+
     pairs = [(i, j) for i in range(len(blocks)) for j in range(i + 1, len(blocks))]
     per_row = sum((ce(scale * blocks[i] @ blocks[j].T) + ce(scale * blocks[j] @ blocks[i].T)) / 2 for i, j in pairs) / len(pairs)
     return per_row.mean()
@@ -82,8 +83,24 @@ def test_infonce_matches_numpy(n, log_scale, scale):
     blocks = [_norm(rng.normal(size=(5, 4))).astype("float32") for _ in range(n)]
     y_pred = np.concatenate(blocks, axis=1)
     loss = InfoNCELoss(n, keras.Variable(log_scale, dtype="float32"))  # 9.0 is clipped to log(100)
-    got = float(loss(np.zeros((5, 1), "float32"), y_pred))
+    got = float(loss(np.ones((5, n), "float32"), y_pred))
     assert got == pytest.approx(_numpy_infonce(blocks, scale), rel=1e-5)
+
+
+def test_infonce_leaves_out_rows_missing_an_input():
+    import keras
+
+    from mmauto.heads.retrieval_losses import InfoNCELoss
+
+    rng = np.random.default_rng(2)
+    a, b = (_norm(rng.normal(size=(6, 4))).astype("float32") for _ in range(2))
+    have = np.ones((6, 2), "float32")
+    have[2, 1] = have[4, 0] = 0.0  # row 2 lacks b, row 4 lacks a
+    loss = InfoNCELoss(2, keras.Variable(math.log(3.0), dtype="float32"))
+    got = float(loss(have, np.concatenate([a, b], axis=1)))
+    keep = [0, 1, 3, 5]
+    assert got == pytest.approx(_numpy_infonce([a[keep], b[keep]], 3.0), rel=1e-5)
+    assert got != pytest.approx(_numpy_infonce([a, b], 3.0), rel=1e-3)
 
 
 def test_in_batch_recall_matches_numpy():
@@ -93,11 +110,19 @@ def test_in_batch_recall_matches_numpy():
     a = _norm(rng.normal(size=(6, 3))).astype("float32")
     b = _norm(a + rng.normal(scale=0.8, size=a.shape)).astype("float32")
     m = InBatchRecall(2)
-    m.update_state(np.zeros((6, 1)), np.concatenate([a, b], axis=1))
+    m.update_state(np.ones((6, 2)), np.concatenate([a, b], axis=1))
     sims = a @ b.T
     want = (np.mean(sims.argmax(axis=1) == np.arange(6)) + np.mean(sims.T.argmax(axis=1) == np.arange(6))) / 2
     assert float(m.result()) == pytest.approx(want)
     assert 0 < want < 1  # the example tells right from wrong
+    have = np.ones((6, 2))
+    have[sims[0].argmax(), 1] = 0  # row 0's best wrong (or right) candidate lacks b
+    m = InBatchRecall(2)
+    m.update_state(have, np.concatenate([a, b], axis=1))
+    keep = have[:, 1] > 0
+    s = sims[keep][:, keep]
+    want = (np.mean(s.argmax(axis=1) == np.arange(5)) + np.mean(s.T.argmax(axis=1) == np.arange(5))) / 2
+    assert float(m.result()) == pytest.approx(want)
 
 
 def test_learned_temperature_trains():
@@ -115,9 +140,31 @@ def test_learned_temperature_trains():
     a = rng.normal(size=(32, 4)).astype("float32")
     before = float(model.get_layer("output").logit_scale.numpy())
     assert before == pytest.approx(RETRIEVAL_LOGIT_SCALE) == pytest.approx(math.log(1 / 0.07), rel=1e-6)
-    model.fit([a, a + 0.1 * rng.normal(size=a.shape).astype("float32")], np.zeros((32, 1), "float32"), batch_size=8, epochs=2, verbose=0)
+    model.fit([a, a + 0.1 * rng.normal(size=a.shape).astype("float32")], np.ones((32, 2), "float32"), batch_size=8, epochs=2, verbose=0)
     after = float(model.get_layer("output").logit_scale.numpy())
     assert abs(after - before) > 1e-3
+
+
+def test_score_ranks_the_whole_split_exactly():
+    from mmauto.heads.retrieval import RetrievalHead
+
+    rng = np.random.default_rng(3)
+    a = _norm(rng.normal(size=(30, 5))).astype("float32")
+    b = _norm(a + rng.normal(scale=0.7, size=a.shape)).astype("float32")
+    head = RetrievalHead("", state={"inputs": ["a", "b"]})
+    have = np.ones((30, 2))
+    have[7, 1] = 0  # row 7 lacks b: scored in neither direction
+    got = head.score(have.tolist(), {"embedding_a": a, "embedding_b": b})
+    keep = np.arange(30) != 7
+    sims = a[keep] @ b[keep].T
+    ranks = 1 + (sims > np.diag(sims)[:, None]).sum(axis=1)  # a -> b
+    ranks_t = 1 + (sims.T > np.diag(sims)[:, None]).sum(axis=1)  # b -> a
+    assert got["a_to_b_rows"] == got["b_to_a_rows"] == 29
+    assert got["a_to_b_recall_at_1"] == pytest.approx(np.mean(ranks == 1))
+    assert got["a_to_b_recall_at_5"] == pytest.approx(np.mean(ranks <= 5))
+    assert got["b_to_a_mean_rank"] == pytest.approx(ranks_t.mean())
+    assert got["recall_at_10"] == pytest.approx((np.mean(ranks <= 10) + np.mean(ranks_t <= 10)) / 2)
+    assert 0 < got["a_to_b_recall_at_1"] < 1 and got["a_to_b_recall_at_1"] != got["b_to_a_recall_at_1"]
 
 
 # === End to end ===
@@ -125,6 +172,10 @@ def test_learned_temperature_trains():
 
 def test_retrieval_fit_evaluate_predict_search(demo_dir, tmp_path):
     manifest = _manifest(tmp_path, demo_dir)
+    data = tmp_path / "data"
+    frame = pd.read_csv(data / "train.csv")
+    frame.loc[[100, 101, 102], "review"] = ""  # three rows without a review: out of the pairs
+    frame.to_csv(data / "train.csv", index=False)
     run = tmp_path / "run"
     r = run_cli("fit", manifest, "--out", run, "--json")
     assert r.returncode == 0, r.stderr
@@ -136,11 +187,10 @@ def test_retrieval_fit_evaluate_predict_search(demo_dir, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["validation"]["rows"] > 0
 
-    data = tmp_path / "data"
     r = run_cli("evaluate", run, data / "train.csv", "--json")
     assert r.returncode == 0, r.stderr
     met = json.loads(r.stdout)["metrics"]
-    assert met["rows"] == 120
+    assert met["rows"] == 120 and met["photo_to_review_rows"] == met["review_to_photo_rows"] == 117
     for way in ("photo_to_review", "review_to_photo"):
         assert 0 <= met[f"{way}_recall_at_1"] <= met[f"{way}_recall_at_5"] <= met[f"{way}_recall_at_10"] <= 1
         assert 1 <= met[f"{way}_mean_rank"] <= 120
@@ -154,7 +204,6 @@ def test_retrieval_fit_evaluate_predict_search(demo_dir, tmp_path):
     review = emb[[f"embedding_review_{k}" for k in range(16)]].to_numpy()
     assert np.allclose(np.linalg.norm(photo, axis=1), 1, atol=1e-4) and np.allclose(np.linalg.norm(review, axis=1), 1, atol=1e-4)
 
-    frame = pd.read_csv(data / "train.csv")
     frame[["id", "review"]].iloc[:7].to_csv(tmp_path / "queries.csv", index=False)
     frame[["id", "image"]].to_csv(data / "candidates.csv", index=False)  # image paths are relative to the data folder
     r = run_cli("search", run, "--query", tmp_path / "queries.csv", "--candidates", data / "candidates.csv",

@@ -162,11 +162,29 @@ class Preprocessing:
         as the head takes them: a list with one target, {column: list, None where the row has
         no value} with several."""
         m = self.manifest
-        if m.retrieval:  # the rows are the matching pairs: no values, nothing to check
-            return [None] * len(frame), []
+        if m.retrieval:  # the rows are the matching pairs: no target, nothing to check
+            return self.presence(frame), []
         if len(m.targets) == 1:
             return target_values(m.target, frame)
         return {t.column: target_values(t, frame)[0] for t in m.targets}, targets_problems(m, frame)
+
+    def presence(self, frame) -> list[list[float]]:
+        """Per row, 1.0 or 0.0 per input (manifest order): whether any of its cells holds a
+        value (an empty cell is a missing input). A retrieval model's "targets": its loss and
+        metrics leave out the pairs a row does not have."""
+        from mmauto.modalities.base import cell_is_missing
+
+        def missing(v) -> bool:
+            return cell_is_missing(v) or (isinstance(v, (bytes, bytearray)) and not len(v))
+
+        cols = []
+        for name, spec in self.manifest.inputs.items():
+            names = self.modality(name).columns(spec.options)
+            have = np.zeros(len(frame), bool)
+            for c in names:
+                have |= ~np.array([missing(v) for v in frame[c].tolist()], bool)
+            cols.append(have)
+        return np.stack(cols, axis=1).astype("float32").tolist() if cols else [[] for _ in range(len(frame))]
 
     def target_values(self, frame):
         """The rows' parsed target values (`read_targets`); a bad row raises DataError."""

@@ -8,14 +8,17 @@ model/hypermodel.py) projected to `dim` (`search.space.embedding_width`, searche
 EMBEDDING_WIDTHS unless pinned) and L2-normalised by the `output` layer
 (layers.RetrievalEmbeddings), which also holds CLIP's learned temperature. The loss
 (retrieval_losses.InfoNCELoss) is a symmetric InfoNCE over in-batch negatives computed from that
-output alone (`y_true` is a dummy column of zeros), for every pair of inputs; the search
-objective is the in-batch recall@1 on validation (`val_recall_at_1`).
+output, for every pair of inputs; its `y_true` is not a target but the rows' presence per
+input ([N, n], `Preprocessing.presence`), so a row missing one side of a pair is left out of
+that pair's loss, metric and evaluation. The search objective is the in-batch recall@1 on
+validation (`val_recall_at_1`).
 
 Served: `embedding_<input>` per input, float32 [N, dim], L2-normalised; prediction tables hold
 one column per dimension, `embedding_<input>_<k>` (the same in every table format). Evaluation
 ranks, for each ordered pair of inputs (A -> B), every row's A embedding against all the split's
 B embeddings by cosine similarity, exactly, in NumPy: recall@1/5/10 and the mean rank of the
-true match (rank 1 is best; candidates that tie with it do not push it down).
+true match (rank 1 is best; candidates that tie with it do not push it down), over the rows
+that have both inputs.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ BLOCK = 1024
 
 def match_ranks(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """1-based rank of each query row's own match (the candidate of the same row) among all
-    candidates by cosine similarity (rows L2-normalised here); ties count in the match's favour."""
+    candidates by cosine similarity (rows L2-normalised here); ties count in the match's favour.
+    Pass only the rows that have both inputs."""
     q, c = normalize(queries), normalize(candidates)
     ranks = np.empty(len(q), "int64")
     for start in range(0, len(q), BLOCK):
@@ -123,7 +127,8 @@ class RetrievalHead(Head):
     # === Targets ===
 
     def encode(self, values) -> np.ndarray:
-        return np.zeros((len(values), 1), "float32")
+        """`values`: per row, 1.0 or 0.0 per input (present or missing)."""
+        return np.asarray(values, "float32").reshape(len(values), len(self.inputs))
 
     # === Serving ===
 
@@ -171,19 +176,23 @@ class RetrievalHead(Head):
 
     def score(self, values, outputs: dict) -> dict:
         """recall@1/5/10 and the mean rank for each ordered pair of inputs (`A_to_B_...`), and
-        their means over the pairs (`recall_at_1`...). Every row is a query and its own row the
-        one match; a row missing an input is scored with its missing embedding, as served."""
+        their means over the pairs (`recall_at_1`...). Every row that has both inputs of a pair
+        is a query, and the candidates; its own row is the one match (`values`: the rows'
+        presence per input, see `encode`; `<A>_to_<B>_rows`: how many rows had both)."""
         emb = {n: np.asarray(outputs[self.key(f"embedding_{n}")], "float32") for n in self.inputs}
         rows = len(next(iter(emb.values())))
+        have = self.encode(values).astype(bool)
         out: dict = {"rows": int(rows)}
-        if not rows:
-            return out
         per: dict[str, list] = {}
-        for a in self.inputs:
-            for b in self.inputs:
+        for ia, a in enumerate(self.inputs):
+            for ib, b in enumerate(self.inputs):
                 if a == b:
                     continue
-                ranks = match_ranks(emb[a], emb[b])
+                both = have[:, ia] & have[:, ib]
+                out[f"{a}_to_{b}_rows"] = int(both.sum())
+                if not both.any():
+                    continue
+                ranks = match_ranks(emb[a][both], emb[b][both])
                 got = {**{f"recall_at_{k}": float(np.mean(ranks <= k)) for k in RECALL_AT},
                        "mean_rank": float(ranks.mean()), "median_rank": float(np.median(ranks))}
                 for k, v in got.items():

@@ -1,6 +1,9 @@
 """The Keras loss and metric of a retrieval model (see retrieval.py): both read the model's
-output, the n inputs' L2-normalised embeddings side by side ([N, n * dim]); `y_true` is a
-dummy (the rows themselves are the matching pairs). Imported only when a model is built."""
+output, the n inputs' L2-normalised embeddings side by side ([N, n * dim]). The rows
+themselves are the matching pairs; `y_true` is [N, n], 1.0 where the row has the input and
+0.0 where it is missing: a row missing either side of a pair neither anchors that pair's loss
+nor serves as a negative in it (as in model/objectives.py ContrastiveAlignment). Imported only
+when a model is built."""
 
 from __future__ import annotations
 
@@ -33,14 +36,21 @@ class InfoNCELoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         z = _blocks(y_pred, self.n)
+        have = ops.cast(y_true, "float32")
         scale = self.scale()
-        labels = ops.arange(ops.shape(z[0])[0])
+        rows = ops.shape(z[0])[0]
+        labels = ops.arange(rows)
         total = 0.0
         for i, j in _pairs(self.n):
+            both = have[:, i] * have[:, j]
+            # Rows without the pair: out of the softmax as candidates (in both directions: the
+            # mask goes on the columns after the transpose), and out of the mean.
             logits = scale * ops.matmul(z[i], ops.transpose(z[j]))
-            a = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            b = keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(logits), from_logits=True)
-            total = total + (a + b) * 0.5
+            off = (1.0 - ops.expand_dims(both, 0)) * -1e9
+            a = keras.losses.sparse_categorical_crossentropy(labels, logits + off, from_logits=True)
+            b = keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(logits) + off, from_logits=True)
+            # Keras averages over all rows: rescale to the mean over the rows that have the pair.
+            total = total + (a + b) * 0.5 * both * ops.cast(rows, "float32") / ops.maximum(ops.sum(both), 1.0)
         return total / len(_pairs(self.n))
 
 
@@ -58,16 +68,19 @@ class InBatchRecall(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         z = _blocks(y_pred, self.n)
+        have = ops.cast(y_true, "float32")
         rows = ops.shape(z[0])[0]
         idx = ops.arange(rows)
         for i, j in _pairs(self.n):
+            both = have[:, i] * have[:, j]  # rows with the pair: the queries and the candidates
             sim = ops.matmul(z[i], ops.transpose(z[j]))
             for s in (sim, ops.transpose(sim)):
                 # The match counts as found when no other candidate scores strictly higher.
                 own = ops.sum(s * ops.one_hot(idx, rows), axis=-1, keepdims=True)
-                found = ops.cast(ops.sum(ops.cast(s > own, "float32"), axis=-1) == 0, "float32")
+                better = ops.cast(s > own, "float32") * ops.expand_dims(both, 0)
+                found = ops.cast(ops.sum(better, axis=-1) == 0, "float32") * both
                 self.hits.assign_add(ops.sum(found))
-                self.count.assign_add(ops.cast(rows, "float32"))
+                self.count.assign_add(ops.sum(both))
 
     def result(self):
         return ops.divide_no_nan(self.hits, self.count)
