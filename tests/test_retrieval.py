@@ -4,6 +4,8 @@ learned temperature, and one fit end to end (export, evaluate both ways, predict
 import json
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,13 @@ def _manifest(tmp_path, demo_dir, **changes):
             m[k] = v
     (d / "retrieval.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
     return d / "retrieval.yaml"
+
+
+def test_search_help_does_not_import_tensorflow():
+    code = ("import sys; from typer.testing import CliRunner; from mmauto_cli.main import app;"
+            "r = CliRunner().invoke(app, ['search', '--help']); assert r.exit_code == 0 and '--top-k' in r.output, r.output;"
+            "bad = [m for m in ('tensorflow', 'keras', 'pandas') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # === Manifest ===
@@ -195,6 +204,8 @@ def test_retrieval_fit_evaluate_predict_search(demo_dir, tmp_path):
         assert 0 <= met[f"{way}_recall_at_1"] <= met[f"{way}_recall_at_5"] <= met[f"{way}_recall_at_10"] <= 1
         assert 1 <= met[f"{way}_mean_rank"] <= 120
     assert met["recall_at_10"] >= met["recall_at_1"]
+    r = run_cli("evaluate", run, data / "train.csv", "--ablate")
+    assert r.returncode == 0 and "ablation skipped: a retrieval model" in r.stdout, r.stderr
 
     # The served embeddings, one column per dimension, L2-normalised.
     r = run_cli("predict", run, data / "train.csv", "--out", tmp_path / "emb.csv")
