@@ -44,7 +44,7 @@ def _register():
 _register()
 
 # `validate` imports TF itself, after reading the manifest: a missing file is reported at once.
-_TF_COMMANDS = {"fit", "predict", "embed", "evaluate"}
+_TF_COMMANDS = {"fit", "predict", "embed", "evaluate", "search"}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`mmauto fit`, `predict`, `embed`, `evaluate`, `leaderboard`."""
+"""`mmauto fit`, `predict`, `embed`, `evaluate`, `search`, `leaderboard`."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ class FitPrinter(Printer):
         self._task("trial", f"trial {tid}: epochs", total=e.epochs, completed=v.get("tuner/initial_epoch", 0))
 
     def on_epoch(self, e):
-        shown = " ".join(f"{k}={x:.4f}" for k, x in e.logs.items() if k in ("loss", "val_loss", "val_accuracy", "val_auc", "val_rmse"))
+        shown = " ".join(f"{k}={x:.4f}" for k, x in e.logs.items() if k in ("loss", "val_loss", "val_accuracy", "val_auc", "val_rmse", "val_recall_at_1"))
         self._task("trial", f"trial {e.trial.trial_id}: {shown}", total=e.epochs, completed=e.epoch + 1)
         # On a terminal the bar shows the epoch; the log keeps every one.
         self.say(f"  epoch {e.epoch + 1}/{e.epochs} {shown}", show=not self.live)
@@ -219,7 +219,7 @@ class FitPrinter(Printer):
 
 
 def _headline(m: dict) -> dict:
-    return {k: round(v, 4) for k, v in m.items() if k in ("accuracy", "macro_f1", "roc_auc", "rmse", "mae", "r2") and v is not None}
+    return {k: round(v, 4) for k, v in m.items() if k in ("accuracy", "macro_f1", "roc_auc", "rmse", "mae", "r2", "recall_at_1", "recall_at_10", "mean_rank") and v is not None}
 
 
 def show_leaderboard(rows, c):
@@ -338,12 +338,32 @@ def evaluate(
         for label, row in zip(cm["labels"], cm["matrix"]):
             t.add_row(label, *map(str, row))
         c.print(t)
-    if "ablation" in result:
+    if result.get("ablation", {}).get("skipped"):
+        c.print(f"ablation skipped: {result['ablation']['skipped']}")
+    elif "ablation" in result:
         a = result["ablation"]
         t = Table("removed", a["metric"], "drop", title=f"ablation (all inputs: {a['full']:.4f})")
         for r in a["rows"]:
             t.add_row(" + ".join(r["removed"]), f"{r['score']:.4f}", f"{r['drop']:+.4f}")
         c.print(t)
+
+
+def search(
+    run_dir: Path = typer.Argument(..., help="A run folder of a `task: retrieval` model."),
+    query: Path = typer.Option(..., "--query", help="A table of query rows (the columns of one input)."),
+    candidates: Path = typer.Option(..., "--candidates", help="A table of candidate rows (the columns of another input)."),
+    top_k: int = typer.Option(10, "--top-k", min=1, help="Candidates kept per query."),
+    out: Path = typer.Option(Path("ranked.csv"), "--out", help="Where to write the ranking (format by suffix)."),
+    query_input: Optional[str] = typer.Option(None, "--query-input", help="The query's input (default: the one whose columns the table holds)."),
+    candidate_input: Optional[str] = typer.Option(None, "--candidate-input", help="The candidates' input (default: likewise, another one)."),
+):
+    """Rank candidates for each query by cosine similarity of the retrieval model's embeddings (exact, in memory)."""
+    from mmauto import api
+
+    result = api.search(run_dir, query, candidates, top_k, out, query_input, candidate_input)
+    qi, ci = result.attrs.get("inputs", ("?", "?"))
+    rows = int(result["query_row"].max()) if len(result) else 0
+    console(stderr=True).print(f"wrote the top {top_k} '{ci}' candidates of {rows} '{qi}' queries to {out}")
 
 
 def leaderboard(
@@ -364,5 +384,5 @@ def leaderboard(
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (fit, predict, embed, evaluate, leaderboard):
+    for fn in (fit, predict, embed, evaluate, search, leaderboard):
         app.command()(fn)

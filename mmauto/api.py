@@ -1,6 +1,6 @@
 """The library's entry points; the CLI calls nothing else.
 
-validate / demo / fit / predict / embed / evaluate. Heavy modules (TensorFlow) are imported inside
+validate / demo / fit / predict / embed / evaluate / search. Heavy modules (TensorFlow) are imported inside
 the functions that need them.
 """
 
@@ -141,6 +141,25 @@ def evaluate(run_dir, data, ablate: bool = False, progress=None) -> dict:
     m, prep, sig = _open(run_dir)
     frame, root = evaluation.read_checked(prep, Path(data), with_target=True)
     result = {"data": str(data), "rows": len(frame), "metrics": evaluation.score(prep, frame, evaluation.predict_frame(sig, prep, frame, root, progress))}
-    if ablate:
+    if ablate and m.retrieval:
+        result["ablation"] = {"skipped": "a retrieval model matches its inputs to each other, and removing one leaves nothing to rank"}
+    elif ablate:
         result["ablation"] = evaluation.ablation(prep, sig, frame, root, result["metrics"], progress)
+    return result
+
+
+def search(run_dir, query, candidates, top_k: int = 10, out=None, query_input: Optional[str] = None,
+           candidate_input: Optional[str] = None, progress=None):
+    """A retrieval model's top-k candidate rows for each query row (exact cosine ranking in
+    NumPy; see mmauto/evaluation/retrieval.py). Written to `out` when given (format by suffix)."""
+    from mmauto.evaluation import retrieval
+
+    if out:
+        _check_out(Path(out))
+    m, prep, sig = _open(run_dir)
+    result = retrieval.search(prep, sig, Path(query), Path(candidates), top_k, query_input, candidate_input, progress)
+    if out:
+        from mmauto.data.tables import write_table
+
+        write_table(result, Path(out))
     return result

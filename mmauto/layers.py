@@ -253,3 +253,32 @@ class TaskUncertainty(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n": self.n}
+
+
+# log(1 / 0.07): CLIP's initial temperature 0.07 (Radford et al., 2021); the scale is clipped
+# at 100 (log 4.6052) as there, so the learned temperature stays >= 0.01.
+RETRIEVAL_LOGIT_SCALE = 2.6592600
+RETRIEVAL_MAX_LOGIT_SCALE = 4.6051702
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class RetrievalEmbeddings(layers.Layer):
+    """A retrieval model's output: its input, the n inputs' projections side by side
+    ([N, n * dim]), with each input's block L2-normalised (float32). Owns the learned
+    log-scale of the InfoNCE logits (CLIP's temperature, initialised at log(1 / 0.07)), which
+    the retrieval loss reads (heads/retrieval_losses.py); living in the model, it is trained
+    by the optimizer and saved with the weights."""
+
+    def __init__(self, n: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n = int(n)
+
+    def build(self, shape):
+        self.logit_scale = self.add_weight(name="logit_scale", shape=(), initializer=keras.initializers.Constant(RETRIEVAL_LOGIT_SCALE))
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        return ops.concatenate([ops.normalize(p, axis=-1) for p in ops.split(x, self.n, axis=-1)], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}

@@ -20,7 +20,7 @@ from mmauto.config.choices import Tuner
 from mmauto.config.schema import Strict, validate_model
 from mmauto.errors import ManifestError, one_of
 
-TASKS = ("classification", "multilabel", "regression")
+TASKS = ("classification", "multilabel", "regression", "retrieval")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json")
 INPUT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 # The reconstruction objective: `plain` decodes from the fused vector (an autoencoder),
@@ -54,6 +54,8 @@ class DataSpec(Strict):
 
 
 TaskName = Literal["classification", "multilabel", "regression"]
+# `retrieval`: the rows are matching pairs of the inputs (no target column); see heads/retrieval.py.
+ManifestTask = Literal["classification", "multilabel", "regression", "retrieval"]
 
 
 def _weight_setting(v):
@@ -139,6 +141,7 @@ class SpaceSpec(Strict):
     reconstruction_weight: Any = None
     reconstruction: Any = None
     kl_weight: Any = None
+    embedding_width: Any = None  # task retrieval: the shared embedding's width
 
     @model_validator(mode="before")
     @classmethod
@@ -148,7 +151,7 @@ class SpaceSpec(Strict):
         kinds = {"fusion": str, "depth": int, "heads": int, "width": int, "dropout": float,
                  "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool,
                  "contrastive_weight": float, "reconstruction_weight": float, "reconstruction": str,
-                 "kl_weight": float}
+                 "kl_weight": float, "embedding_width": int}
         out = dict(data)
         for key, kind in kinds.items():
             if key in out:
@@ -243,7 +246,7 @@ class ManifestSpec(Strict):
     version: Literal[1] = 1
     name: Optional[str] = None
     extends: Optional[str] = None
-    task: TaskName
+    task: ManifestTask
     data: DataSpec
     target: Union[str, TargetSpec, list[Union[str, TargetSpec]]]
     inputs: dict[str, dict]
@@ -257,6 +260,16 @@ class ManifestSpec(Strict):
         if not v:
             raise ValueError("name at least one input")
         return v
+
+
+class RetrievalManifestSpec(ManifestSpec):
+    """`task: retrieval`: no target (a `target` written is refused in `resolve`, naming it)."""
+
+    target: Union[str, TargetSpec, list[Union[str, TargetSpec]], None] = None
+
+
+def _spec_model(data) -> type[ManifestSpec]:
+    return RetrievalManifestSpec if isinstance(data, dict) and data.get("task") == "retrieval" else ManifestSpec
 
 
 # === Resolved manifest ===
@@ -287,7 +300,7 @@ class Manifest:
     name: str
     task: str
     data: DataSpec
-    targets: list[TargetSpec]  # each with its task resolved; see `target`
+    targets: list[TargetSpec]  # each with its task resolved; see `target` (empty for retrieval)
     inputs: dict[str, InputSpec]
     search: SearchSpec
     train: TrainSpec
@@ -299,10 +312,15 @@ class Manifest:
         return str(self.path)
 
     @property
-    def target(self) -> TargetSpec:
+    def target(self) -> Optional[TargetSpec]:
         """The primary target: the first one that is not auxiliary. Its metric is the search
-        objective's, and a model with one served target serves it under today's output names."""
-        return next(t for t in self.targets if not t.auxiliary)
+        objective's, and a model with one served target serves it under today's output names.
+        None for `task: retrieval`, which has no target (code it reaches checks `retrieval`)."""
+        return next((t for t in self.targets if not t.auxiliary), None)
+
+    @property
+    def retrieval(self) -> bool:
+        return self.task == "retrieval"
 
     @property
     def served_targets(self) -> list[TargetSpec]:
@@ -323,7 +341,7 @@ class Manifest:
             "name": self.name,
             "task": self.task,
             "data": self.data.model_dump(),
-            "target": self.targets[0].model_dump() if len(self.targets) == 1 else [t.model_dump() for t in self.targets],
+            **({} if not self.targets else {"target": self.targets[0].model_dump() if len(self.targets) == 1 else [t.model_dump() for t in self.targets]}),
             "inputs": {k: v.to_dict() for k, v in self.inputs.items()},
             "search": self.search.model_dump(),
             "train": self.train.model_dump(),
@@ -470,21 +488,21 @@ def load_manifest(path, overrides: Optional[dict] = None) -> Manifest:
     data = _apply_extends(data, where)
     if overrides:
         data = deep_merge(data, overrides)
-    spec = validate_model(ManifestSpec, data, where)
+    spec = validate_model(_spec_model(data), data, where)
     return resolve(spec, data, path)
 
 
 def manifest_from_dict(raw: dict, path) -> Manifest:
     """A manifest stored in a run folder; its data files need not exist any more."""
     path = Path(path)
-    return resolve(validate_model(ManifestSpec, raw, str(path)), raw, path, check_files=False)
+    return resolve(validate_model(_spec_model(raw), raw, str(path)), raw, path, check_files=False)
 
 
 def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True) -> Manifest:
     where = str(path)
     from mmauto.registry import MODALITIES
 
-    targets = _targets(spec, raw, where)
+    targets = _retrieval(spec, raw, where) if spec.task == "retrieval" else _targets(spec, raw, where)
 
     inputs: dict[str, InputSpec] = {}
     serving_keys: dict[str, str] = {}
@@ -543,8 +561,24 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
     return Manifest(path, name, spec.task, spec.data, targets, inputs, spec.search, spec.train, spec.export, raw)
 
 
+def _retrieval(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
+    """`task: retrieval`: no target (the rows are matching pairs), two or more inputs."""
+    if "target" in raw:
+        raise ManifestError(where, "target", "task retrieval has no target: each row is a matching pair (or set) of its "
+                                             "inputs; remove `target`, or pick classification, multilabel or regression")
+    if not isinstance(spec.inputs, dict) or len(spec.inputs) < 2:
+        raise ManifestError(where, "inputs", f"task retrieval matches two or more inputs (one row: one matching pair); "
+                                             f"got {len(spec.inputs)} ({', '.join(map(str, spec.inputs))})")
+    if spec.train.loss_weights is not None:
+        raise ManifestError(where, "train.loss_weights", "task retrieval has no targets to weigh; remove it")
+    return []
+
+
 def _targets(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
     """The targets with their tasks resolved, checked as a set."""
+    if spec.target is None:
+        raise ManifestError(where, "target", f"required key is missing (the column to predict; every task but retrieval "
+                                             f"needs one: {', '.join(TASKS)})")
     items = spec.target if isinstance(spec.target, list) else [spec.target]
     raw_items = raw.get("target") if isinstance(raw.get("target"), list) else [raw.get("target")]
     if not items:

@@ -80,7 +80,8 @@ class Splits:
     @property
     def classes(self) -> Optional[list[str]]:
         """The primary target's classes (None for regression)."""
-        return self.classes_by_target.get(self.manifest.target.column)
+        t = self.manifest.target
+        return None if t is None else self.classes_by_target.get(t.column)
 
     def __getitem__(self, name) -> Split:
         return self.splits[name]
@@ -280,7 +281,7 @@ def load_splits(manifest: Manifest) -> Splits:
     fractions = {k: v for k, v in fractions.items() if v > 0}
     if fractions:
         strata = None
-        if manifest.target.task == "classification" and manifest.data.split.stratify:
+        if manifest.target is not None and manifest.target.task == "classification" and manifest.data.split.stratify:
             strata = np.array(target_values(manifest.target, train.frame)[0], dtype=object)
             counts = pd.Series(strata).value_counts()
             if counts.min() < 2 or any(v is None for v in strata):

@@ -50,7 +50,9 @@ class Preprocessing:
         tstate = state["target"]
         threshold = 0.5 if manifest.train.threshold is None else manifest.train.threshold
         t = manifest.target
-        if len(manifest.targets) == 1:
+        if manifest.retrieval:  # no target: the head embeds the inputs (heads/retrieval.py)
+            self.head = head_for("retrieval", "", None, {"inputs": list(manifest.inputs), **tstate})
+        elif len(manifest.targets) == 1:
             self.head: Head | MultiHead = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
         else:
             self.head = MultiHead.build(manifest.targets, tstate["targets"], threshold, manifest.train.loss_weights)
@@ -75,7 +77,10 @@ class Preprocessing:
                     enc.fit_prep(raw)  # checks only (e.g. that a preset can be loaded)
             state["inputs"][name] = {"modality": mstate, "preps": preps, "encoders": candidates(spec)}
         states = {t.column: _target_state(t, train.frame, splits) for t in manifest.targets}
-        state["target"] = states[manifest.target.column] if len(states) == 1 else {"targets": states}
+        if manifest.retrieval:
+            state["target"] = {"inputs": list(manifest.inputs)}
+        else:
+            state["target"] = states[manifest.target.column] if len(states) == 1 else {"targets": states}
         return cls(manifest, state)
 
     def to_json(self, path: Path) -> None:
@@ -157,12 +162,32 @@ class Preprocessing:
         as the head takes them: a list with one target, {column: list, None where the row has
         no value} with several."""
         m = self.manifest
+        if m.retrieval:  # the rows are the matching pairs: no target, nothing to check
+            return self.presence(frame), []
         if len(m.targets) == 1:
             return target_values(m.target, frame)
         # A table without an auxiliary target's column (evaluation) is read without it: only
         # training encodes it.
         read = table_targets(m, frame, auxiliary=False)
         return {t.column: target_values(t, frame)[0] for t in read}, targets_problems(m, frame, auxiliary=False)
+
+    def presence(self, frame) -> list[list[float]]:
+        """Per row, 1.0 or 0.0 per input (manifest order): whether any of its cells holds a
+        value (an empty cell is a missing input). A retrieval model's "targets": its loss and
+        metrics leave out the pairs a row does not have."""
+        from mmauto.modalities.base import cell_is_missing
+
+        def missing(v) -> bool:
+            return cell_is_missing(v) or (isinstance(v, (bytes, bytearray)) and not len(v))
+
+        cols = []
+        for name, spec in self.manifest.inputs.items():
+            names = self.modality(name).columns(spec.options)
+            have = np.zeros(len(frame), bool)
+            for c in names:
+                have |= ~np.array([missing(v) for v in frame[c].tolist()], bool)
+            cols.append(have)
+        return np.stack(cols, axis=1).astype("float32").tolist() if cols else [[] for _ in range(len(frame))]
 
     def target_values(self, frame):
         """The rows' parsed target values (`read_targets`); a bad row raises DataError."""

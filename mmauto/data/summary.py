@@ -12,8 +12,8 @@ def summarize(splits: Splits) -> dict:
     out = {
         "manifest": str(m.path),
         "name": m.name,
-        "task": m.target.task,
-        "target": m.target.column,
+        "task": m.task if m.target is None else m.target.task,
+        "target": None if m.target is None else m.target.column,
         "splits": {k: {"rows": s.rows, "source": s.source} for k, s in splits.splits.items()},
         "inputs": [],
         "classes": splits.classes,

@@ -67,6 +67,11 @@ class Head(abc.ABC):
         """(loss, metrics) to compile `model` with (a multi-target model's differ: multi.py)."""
         return self.loss(), self.metrics()
 
+    def adopt(self, model) -> bool:
+        """What the head records from the selected model before the export (retrieval: the
+        embedding width); True when its state changed."""
+        return False
+
     def class_weight(self, y: np.ndarray) -> Optional[dict]:
         """`train.class_weight: balanced`: weights per class index, or None where it means nothing."""
         return None

@@ -131,6 +131,9 @@ class MultiHead:
                 metrics.append(MaskedMetric(m, self.true_slices[i], self.pred_slices[i], name=name))
         return loss, metrics
 
+    def adopt(self, model) -> bool:
+        return False
+
     def class_weight(self, y: np.ndarray) -> None:
         """`train.class_weight: balanced`, per target, over the rows that have it. Keras's
         `class_weight` takes one output's classes: the weights go into the loss instead."""

@@ -19,6 +19,7 @@ from mmauto.data.keys import mask_key, pooled_key, present_key, tokens_key
 from mmauto.data.pipeline import Preprocessing
 from mmauto.encoders import Encoded
 from mmauto.fusion import FUSIONS
+from mmauto.heads.retrieval import EMBEDDING_WIDTHS as RETRIEVAL_WIDTHS
 from mmauto.hp import pick
 from mmauto.layers import FillMask, MissingGate, WeightedSum
 from mmauto.model.objectives import align, reconstruct
@@ -114,6 +115,8 @@ class MultimodalHyperModel(kt.HyperModel):
         space, train = m.search.space, m.train
         names = list(m.inputs)
         width = pick(hp, "width", space.width, [32, 64], default=32)
+        if m.retrieval:  # no modality dropout: dropping one side of a pair leaves nothing to match
+            return self._compile(hp, *self._retrieval(hp, width))
         dropout = pick(hp, "dropout", space.dropout, [0.0, 0.1, 0.3], default=0.1)
         mdrop_setting = train.modality_dropout if train.modality_dropout is not None else space.modality_dropout
         mdrop = pick(hp, "modality_dropout", mdrop_setting if len(names) > 1 else 0.0, MODALITY_DROPOUTS, default=MODALITY_DROPOUTS[0])
@@ -133,6 +136,23 @@ class MultimodalHyperModel(kt.HyperModel):
         # A stable handle on the fused vector (the export's `serving_embed` reads it).
         fused = layers.Identity(name="fused")(fused)
         outputs = self.prep.head.output(self._logits(hp, fused, pooled_by))
+        return self._compile(hp, inputs, outputs)
+
+    def _retrieval(self, hp, width: int) -> tuple:
+        """`task: retrieval` (heads/retrieval.py): no fusion. Each input's gated pooled vector is
+        projected to the shared embedding width; the projections side by side are the `fused`
+        handle, and the head's output layer L2-normalises each input's block of it."""
+        m = self.manifest
+        inputs: dict = {}
+        encoded, _ = self._encode(hp, inputs, width, 0.0, False)
+        setting = m.search.space.embedding_width
+        dim = pick(hp, "embedding_width", setting, RETRIEVAL_WIDTHS, default=RETRIEVAL_WIDTHS[0])
+        projected = [layers.Dense(dim, name=f"{n}_embed")(e.pooled) for n, e in encoded.items()]
+        fused = layers.Identity(name="fused")(layers.Concatenate(name="embeddings")(projected))
+        return inputs, self.prep.head.output(fused)
+
+    def _compile(self, hp, inputs: dict, outputs):
+        m, space, train = self.manifest, self.manifest.search.space, self.manifest.train
         model = keras.Model(inputs, outputs, name=f"mmauto_{m.name}"[:60].replace("-", "_").replace(" ", "_"))
 
         lr_setting = train.learning_rate if train.learning_rate is not None else space.learning_rate

@@ -19,6 +19,10 @@ BATCH = 64
 
 def calibrate(run: Run, data: Prepared, selected: Selected) -> Selected:
     prep, val = data.prep, data.splits["validation"]
+    if run.manifest.retrieval:
+        run.emit(events.Notice(text="calibration skipped: a retrieval model serves embeddings, with no probabilities, "
+                                    "thresholds or intervals to calibrate"))
+        return selected
     if not val.rows:
         return selected
     batches = prep.batches(data.datasets["validation"], BATCH, selected.encoders, selected.input_keys)

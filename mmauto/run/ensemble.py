@@ -24,6 +24,13 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
     setting = run.manifest.train.ensemble
     if setting is False:
         return selected
+    if run.manifest.retrieval:
+        # Averaging members' normalised embeddings mixes spaces that were never aligned with
+        # each other; nothing here scores a retrieval ensemble either.
+        if len(_candidates(searched)) > 1:
+            run.emit(events.Notice(text="ensemble selection skipped: a retrieval model's embeddings are not averaged "
+                                        "across trials; exporting the best trial"))
+        return selected
     size = ENSEMBLE_STEPS if setting is True else int(setting)
     candidates = _candidates(searched)
     if len(candidates) < 2:

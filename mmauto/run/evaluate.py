@@ -31,7 +31,11 @@ def evaluate(run: Run, data: Prepared, exported: Exported) -> Evaluated:
     pd.concat(frames).to_csv(run.run_dir / "eval_predictions.csv", index=False)
     (run.run_dir / "metrics.json").write_text(json.dumps(scores, indent=2))
     ablation = None
-    if len(run.manifest.inputs) > 1:
+    if run.manifest.retrieval:
+        # Removing an input leaves one side of every pair empty: nothing to rank.
+        ablation = {"skipped": "skipped: a retrieval model matches its inputs to each other, and removing one leaves nothing to rank"}
+        (run.run_dir / "ablation.json").write_text(json.dumps(ablation, indent=2))
+    elif len(run.manifest.inputs) > 1:
         ablation = _ablation(run, data, exported, scores, max(row_seconds))
         (run.run_dir / "ablation.json").write_text(json.dumps(ablation, indent=2))
     return Evaluated(scores, ablation)
@@ -46,6 +50,8 @@ def _addressed(run: Run, name: str, sp, columns: dict) -> pd.DataFrame:
         frame["id"] = sp.frame["id"].values
     for col, values in columns.items():
         frame[col] = values
+    if run.manifest.target is None:  # retrieval: the rows are the pairs, there is no target
+        return frame
     frame = frame.assign(target=sp.frame[run.manifest.target.column].values)
     served = run.manifest.served_targets
     for t in served[1:] if len(served) > 1 else []:  # the primary's true values are `target`

@@ -15,6 +15,9 @@ def export(run: Run, data: Prepared, selected: Selected) -> Exported:
     members = selected.ensemble["members"] if selected.ensemble else None
     run.emit(events.ExportStart(trial=selected.trial_id, members=members))
     prep, val = data.prep, data.splits["validation"]
+    if prep.head.adopt(selected.model):  # e.g. the retrieval embedding width, for the served shapes
+        prep.state["target"] = prep.head.state
+        prep.to_json(run.run_dir / "preprocessing.json")
     rows = val.frame.iloc[:PARITY_ROWS]
     decoded = prep.decoded_dataset(rows, val.root, with_targets=False)
     batches = prep.batches(decoded, PARITY_ROWS, selected.encoders, selected.input_keys)
