@@ -208,3 +208,21 @@ def test_unset_modality_dropout_never_leaves_the_missing_embedding_untrained(two
     assert model.get_layer("review_missing").dropout == MODALITY_DROPOUTS[0]
     model, hp = _build(two_inputs(train={"modality_dropout": 0.0}))  # a pinned 0 is kept
     assert model.get_layer("review_missing").dropout == 0.0
+
+
+def test_contrastive_loss_leaves_out_rows_missing_a_side():
+    """A row missing one input is neither an anchor nor a negative, in both directions: the
+    loss over the batch equals the loss over the rows that have both."""
+    from mmauto.model.objectives import ContrastiveAlignment
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 6)).astype("float32"), rng.normal(size=(5, 6)).astype("float32")
+    layer = ContrastiveAlignment(2, 1.0, dim=4)
+
+    def loss(rows, keep_a):
+        layer([a[rows], b[rows], keep_a.reshape(-1, 1), np.ones((len(rows), 1), "float32")])
+        return float(layer.losses[-1])
+
+    full = loss(np.arange(5), np.array([1, 1, 0, 1, 1], "float32"))
+    subset = loss(np.array([0, 1, 3, 4]), np.ones(4, "float32"))
+    assert full == pytest.approx(subset, rel=1e-5)

@@ -49,12 +49,13 @@ class ContrastiveAlignment(layers.Layer):
         for i in range(self.n):
             for j in range(i + 1, self.n):
                 both = ops.cast(ops.reshape(keeps[i], (-1,)), "float32") * ops.cast(ops.reshape(keeps[j], (-1,)), "float32")
-                logits = ops.matmul(z[i], ops.transpose(z[j])) / self.temperature
-                # Rows missing either side neither anchor nor serve as negatives.
-                logits = logits + (1.0 - ops.expand_dims(both, 0)) * -1e9
-                labels = ops.arange(ops.shape(logits)[0])
-                ce = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-                ce_t = keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(logits), from_logits=True)
+                raw = ops.matmul(z[i], ops.transpose(z[j])) / self.temperature
+                # Rows missing either side neither anchor nor serve as negatives: the mask goes
+                # on the candidates (columns) of each direction, after the transpose.
+                off = (1.0 - ops.expand_dims(both, 0)) * -1e9
+                labels = ops.arange(ops.shape(raw)[0])
+                ce = keras.losses.sparse_categorical_crossentropy(labels, raw + off, from_logits=True)
+                ce_t = keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(raw) + off, from_logits=True)
                 denom = ops.maximum(ops.sum(both), 1.0)
                 total = total + ops.sum((ce + ce_t) * 0.5 * both) / denom
                 pairs += 1
