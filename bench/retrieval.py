@@ -36,6 +36,7 @@ def _retrieval_manifest(manifest: Path, inputs: dict, name: str) -> Path:
     data.pop("target", None)
     data["task"], data["name"], data["inputs"] = "retrieval", name, inputs
     data["data"]["split"].pop("stratify", None)
+    data["data"]["on_error"] = "skip"  # a review with neither title nor text pairs nothing
     path = manifest.with_name(f"manifest_{name}.yaml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
