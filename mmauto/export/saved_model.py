@@ -132,8 +132,10 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
     return mod, signatures
 
 
-def export_saved_model(model, prep: Preprocessing, encoders: dict, keys: list[str], out_dir: Path, parity_raw: dict, parity_expected) -> dict:
-    """Write the SavedModel atomically; returns the parity report. Raises ExportError."""
+def export_saved_model(model, prep: Preprocessing, encoders: dict, keys: list[str], out_dir: Path, parity_raw: dict, parity_expected) -> tuple:
+    """Write the SavedModel atomically; returns (the parity report, the loaded SavedModel the
+    check ran on: its resources are initialised at load, so the caller uses it as is instead of
+    loading the folder a second time). Raises ExportError."""
     import tensorflow as tf
 
     out_dir = Path(out_dir)
@@ -151,7 +153,7 @@ def export_saved_model(model, prep: Preprocessing, encoders: dict, keys: list[st
         if out_dir.exists():
             shutil.rmtree(out_dir)
         (tmp / "model").rename(out_dir)
-        return {"rows": int(len(parity_expected)), "max_abs_diff": diff, "tolerance": PARITY_TOL}
+        return {"rows": int(len(parity_expected)), "max_abs_diff": diff, "tolerance": PARITY_TOL}, loaded
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

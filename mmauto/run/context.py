@@ -52,6 +52,7 @@ class Run:
     emit: Emit
     resumed: bool = False
     options: FitOptions = dataclasses.field(default_factory=FitOptions)
+    stage_seconds: dict = dataclasses.field(default_factory=dict)  # stage -> wall seconds (run.json)
 
     @property
     def deadline(self) -> Optional[float]:

@@ -8,8 +8,6 @@ from mmauto.run.context import Exported, Prepared, Run, Selected
 
 
 def export(run: Run, data: Prepared, selected: Selected) -> Exported:
-    import tensorflow as tf
-
     from mmauto.export.saved_model import PARITY_ROWS, export_saved_model
 
     members = selected.ensemble["members"] if selected.ensemble else None
@@ -23,7 +21,6 @@ def export(run: Run, data: Prepared, selected: Selected) -> Exported:
     batches = prep.batches(decoded, PARITY_ROWS, selected.encoders, selected.input_keys)
     expected = prep.head.expected(selected.model.predict(batches, verbose=0))
     path = run.run_dir / "model"
-    parity = export_saved_model(selected.model, prep, selected.encoders, selected.input_keys, path,
-                                prep.serving_values(rows, val.root), expected)
-    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
-    return Exported(path, signature, parity)
+    parity, loaded = export_saved_model(selected.model, prep, selected.encoders, selected.input_keys, path,
+                                        prep.serving_values(rows, val.root), expected)
+    return Exported(path, loaded.signatures["serving_default"], parity)

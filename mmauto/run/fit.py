@@ -9,6 +9,8 @@ calibration) is a new stage inserted here.
 
 from __future__ import annotations
 
+import time
+
 from mmauto import events
 from mmauto.run.calibrate import calibrate
 from mmauto.run.context import FitOptions
@@ -24,15 +26,24 @@ from mmauto.run.summarize import summarize, worker_summary
 
 def fit(manifest_path, out, options: FitOptions, emit: events.Emit = events.ignore) -> dict:
     run = load(manifest_path, out, options, emit)
-    data = prepare_data(run)
-    searched = search(run, data)
+    data = _timed(run, prepare_data, run)
+    searched = _timed(run, search, run, data)
     if run.role == "worker":
         return worker_summary(run, searched)
     if searched.warning:
         emit(events.Notice(text=searched.warning))
-    selected = select(run, searched)
-    selected = ensemble(run, data, searched, selected)
-    selected = calibrate(run, data, selected)
-    exported = export(run, data, selected)
-    evaluated = evaluate(run, data, exported)
+    selected = _timed(run, select, run, searched)
+    selected = _timed(run, ensemble, run, data, searched, selected)
+    selected = _timed(run, calibrate, run, data, selected)
+    exported = _timed(run, export, run, data, selected)
+    evaluated = _timed(run, evaluate, run, data, exported)
     return summarize(run, data, searched, selected, exported, evaluated)
+
+
+def _timed(run, stage, *args):
+    """Run one stage and keep its wall time (the summary's `stages`: where a budget went)."""
+    t0 = time.time()
+    try:
+        return stage(*args)
+    finally:
+        run.stage_seconds[stage.__name__] = round(time.time() - t0, 2)

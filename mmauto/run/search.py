@@ -10,8 +10,10 @@ from mmauto import events
 from mmauto.errors import SearchError
 from mmauto.run.context import Prepared, Run, Searched
 
-# The end of the budget kept for selection, export, evaluation and the report.
-RESERVE_FRACTION, RESERVE_MIN, RESERVE_MAX = 0.12, 10.0, 300.0
+# The end of the budget kept for selection, export, evaluation and the report. The floor is
+# what those stages took on 4-input demo runs on 2 loaded cores (`stages` in the summary:
+# select 1-4 s, export 13-18 s, the rest 3-5 s); with 10 s, 40 s budgets ended 12-17 s late.
+RESERVE_FRACTION, RESERVE_MIN, RESERVE_MAX = 0.12, 20.0, 300.0
 
 
 # The best trials whose weights stay on disk as ensemble members (each a checkpoint file).

@@ -34,6 +34,7 @@ def summarize(run: Run, data: Prepared, searched: Searched, selected: Selected, 
         "feature_cache": None if searched.cache is None else {"hits": searched.cache.hits, "misses": searched.cache.misses},
         "ensemble": selected.ensemble,
         "calibration": selected.calibration,
+        "stages": run.stage_seconds,  # seconds per stage so far (summarize itself is the rest)
     }
     if selected.ensemble:
         rows = _with_ensemble_row(rows, selected, evaluated, searched.objective)
