@@ -15,6 +15,9 @@ from mmauto.run.context import Prepared, Run, Searched, Selected
 # exported model (calibration, evaluation, parity and the report's predictions), in units of
 # the one timed here: the ensemble is skipped when they would not end before the deadline.
 LATER_PASSES = 2.0
+# Each member is rebuilt (as the select stage rebuilt the best trial) and traced once more by
+# the export, about as long again: in units of the select stage's measured time.
+BUILDS_PER_MEMBER = 2.0
 
 
 def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -> Selected:
@@ -49,7 +52,8 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
     # model's predictions: the ensemble costs about that per member in each later pass.
     t0 = time.time()
     info["best_single"]["metrics"] = _scores(data, selected)
-    cost = LATER_PASSES * len(chosen.members) * (time.time() - t0)
+    per_member = LATER_PASSES * (time.time() - t0) + BUILDS_PER_MEMBER * run.stage_seconds.get("select", 0.0)
+    cost = len(chosen.members) * per_member
     if run.deadline is not None and time.time() + cost > run.deadline:
         run.emit(events.Notice(text=f"ensemble of trials {', '.join(chosen.members)} skipped to keep the time budget "
                                     f"(about {cost:.0f}s more); exporting the best trial alone"))
