@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import log, machine
 
 
-def _variant(manifest: Path, name: str, target) -> Path:
+def _variant(manifest: Path, name: str, target, train=None) -> Path:
     data = yaml.safe_load(manifest.read_text())
     data["target"] = target
+    data["train"] = {**data.get("train", {}), **(train or {})}
     data["name"] = f"{data['name']}_{name}"
     path = manifest.with_name(f"manifest_{name}.yaml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -53,7 +54,7 @@ def _scores(metrics: dict, column: str) -> dict:
     return {k: got.get(k) for k in ("accuracy", "macro_f1", "roc_auc")}
 
 
-def reviews(out: Path, rows: int, budget: float, trials: int) -> list[dict]:
+def reviews(out: Path, rows: int, budget: float, trials: int, fits_wanted=None) -> list[dict]:
     import datasets
 
     made = datasets.clothing(out / "data", rows=rows)
@@ -69,11 +70,14 @@ def reviews(out: Path, rows: int, budget: float, trials: int) -> list[dict]:
         "Recommended_IND alone": (_variant(base, "rec", "Recommended_IND"), ["Recommended_IND"]),
         "Rating alone": (_variant(base, "rating", "Rating"), ["Rating"]),
         "joint": (_variant(base, "joint", ["Recommended_IND", "Rating"]), ["Recommended_IND", "Rating"]),
+        "joint auto-weighted": (_variant(base, "joint_auto", ["Recommended_IND", "Rating"], {"loss_weights": "auto"}),
+                                ["Recommended_IND", "Rating"]),
     }
+    fits = {k: v for k, v in fits.items() if not fits_wanted or k in fits_wanted}
     rows_out = []
     for name, (manifest, targets) in fits.items():
         log(f"reviews: {name}, budget {budget:.0f}s")
-        got = _fit(manifest, out / f"run_{name.split()[0].lower()}", budget, trials)
+        got = _fit(manifest, out / f"run_{name.replace(' ', '_').lower()}", budget, trials)
         for t in targets:
             rows_out.append({"task": "reviews", "fit": name, "target": t, **_scores(got["metrics"], t),
                              "trials": got["trials"], "wall_seconds": got["wall_seconds"], "budget": budget})
@@ -117,12 +121,13 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--reviews-rows", type=int, default=6000)
     ap.add_argument("--parts", nargs="+", default=["reviews", "same_digit"])
+    ap.add_argument("--fits", nargs="+", default=None, help="only these reviews fits (e.g. 'joint auto-weighted')")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="mmauto_multitarget_"))
     rows: list[dict] = []
     if "reviews" in args.parts:
-        rows += reviews(out / "reviews", args.reviews_rows, args.budget, args.trials)
+        rows += reviews(out / "reviews", args.reviews_rows, args.budget, args.trials, args.fits)
     if "same_digit" in args.parts:
         rows += same_digit(out / "same_digit", args.budget, args.trials)
     md = table(rows)
