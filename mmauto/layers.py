@@ -282,3 +282,32 @@ class RetrievalEmbeddings(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n": self.n}
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class PresenceSwitch(layers.Layer):
+    """The fused logits for rows with every input present; for a row with an input missing (or
+    dropped by modality dropout in training), the mean of the present inputs' own logits.
+
+    Inputs: [fused logits, logits per input..., keep per input ([N, 1], 1 = present)]. The
+    per-input logits are trained by the rows where modality dropout removed another input,
+    so a row served with an input missing gets the answer of a head trained on what it has,
+    not of the fused head fed a missing embedding."""
+
+    def __init__(self, n: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n = int(n)
+
+    def call(self, inputs):
+        fused, per, keeps = inputs[0], inputs[1 : 1 + self.n], inputs[1 + self.n :]
+        keeps = [ops.cast(ops.reshape(k, (-1, 1)), fused.dtype) for k in keeps]
+        count = sum(keeps)
+        every = ops.cast(count >= self.n, fused.dtype)
+        alone = sum(k * ops.cast(p, fused.dtype) for k, p in zip(keeps, per)) / ops.maximum(count, 1.0)
+        return every * fused + (1.0 - every) * alone
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}

@@ -204,8 +204,8 @@ def test_unset_modality_dropout_never_leaves_the_missing_embedding_untrained(two
     from mmauto.model.hypermodel import MODALITY_DROPOUTS
 
     model, hp = _build(two_inputs())
-    assert 0.0 not in MODALITY_DROPOUTS and hp.get("modality_dropout") == MODALITY_DROPOUTS[0] > 0
-    assert model.get_layer("review_missing").dropout == MODALITY_DROPOUTS[0]
+    assert 0.0 not in MODALITY_DROPOUTS and hp.get("modality_dropout") == 0.2
+    assert model.get_layer("review_missing").dropout == 0.2
     model, hp = _build(two_inputs(train={"modality_dropout": 0.0}))  # a pinned 0 is kept
     assert model.get_layer("review_missing").dropout == 0.0
 
@@ -226,3 +226,35 @@ def test_contrastive_loss_leaves_out_rows_missing_a_side():
     full = loss(np.arange(5), np.array([1, 1, 0, 1, 1], "float32"))
     subset = loss(np.array([0, 1, 3, 4]), np.ones(4, "float32"))
     assert full == pytest.approx(subset, rel=1e-5)
+
+
+def test_presence_switch_answers_from_the_present_inputs_heads():
+    from mmauto.layers import PresenceSwitch
+
+    fused = np.array([[1.0, 0.0]] * 4, "float32")
+    a, b = np.array([[0.0, 2.0]] * 4, "float32"), np.array([[4.0, 6.0]] * 4, "float32")
+    keep_a, keep_b = np.array([[1], [1], [0], [0]], "float32"), np.array([[1], [0], [1], [0]], "float32")
+    got = np.asarray(PresenceSwitch(2)([fused, a, b, keep_a, keep_b]))
+    # both present: fused; only a: a's; only b: b's; none: zeros (no evidence)
+    np.testing.assert_allclose(got, [[1, 0], [0, 2], [4, 6], [0, 0]])
+
+
+def test_fallback_heads_are_built_by_default_and_serve_missing_rows(two_inputs):
+    model, hp = _build(two_inputs())
+    assert hp.get("fallback") and model.get_layer("fallback") is not None
+    assert {"fallback_review", "fallback_meta"} <= {layer.name for layer in model.layers}
+    model, hp = _build(two_inputs(space={"fallback": False}))
+    assert not hp.get("fallback") and "fallback" not in {layer.name for layer in model.layers}
+
+
+def test_fallback_saves_and_loads(tmp_path):
+    import keras
+
+    from mmauto.layers import PresenceSwitch
+
+    xs = [keras.Input((2,)) for _ in range(3)] + [keras.Input((1,)) for _ in range(2)]
+    model = keras.Model(xs, PresenceSwitch(2)(xs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    vals = [np.ones((2, 2), "float32")] * 3 + [np.array([[1], [0]], "float32")] * 2
+    np.testing.assert_allclose(np.asarray(model(vals)), np.asarray(loaded(vals)))

@@ -137,6 +137,7 @@ class SpaceSpec(Strict):
     batch_size: Any = None
     modality_dropout: Any = None
     hybrid: Any = None
+    fallback: Any = None  # heads per input answer rows with an input missing (model/hypermodel.py)
     contrastive_weight: Any = None
     reconstruction_weight: Any = None
     reconstruction: Any = None
@@ -149,7 +150,7 @@ class SpaceSpec(Strict):
         if not isinstance(data, dict):
             return data
         kinds = {"fusion": str, "depth": int, "heads": int, "width": int, "dropout": float,
-                 "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool,
+                 "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool, "fallback": bool,
                  "contrastive_weight": float, "reconstruction_weight": float, "reconstruction": str,
                  "kl_weight": float, "embedding_width": int}
         out = dict(data)

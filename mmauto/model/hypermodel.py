@@ -21,7 +21,7 @@ from mmauto.encoders import Encoded
 from mmauto.fusion import FUSIONS
 from mmauto.heads.retrieval import EMBEDDING_WIDTHS as RETRIEVAL_WIDTHS
 from mmauto.hp import pick
-from mmauto.layers import FillMask, MissingGate, WeightedSum
+from mmauto.layers import FillMask, MissingGate, PresenceSwitch, WeightedSum
 from mmauto.model.objectives import align, reconstruct
 
 # Adam's learning rate, log scale. On the same-digit bench (bench/RESULTS.md, issue 14) trials
@@ -32,7 +32,9 @@ DEFAULT_LEARNING_RATES = {"min": 1e-4, "max": 3e-3}
 # embedding is trained even when no training row lacks the input; with 0 it stayed at its
 # initial zeros, and serving a row with an input missing (and the ablation, which removes
 # inputs the same way) fed the model a vector it had never seen. A pinned value is kept as is.
-MODALITY_DROPOUTS = [0.05, 0.1, 0.3]
+# The first trial's (the default) is 0.2: with the `fallback` heads on, the rows where dropout
+# removed an input are what trains them (two inputs: 32% of rows have one input, 64% both).
+MODALITY_DROPOUTS = [0.05, 0.1, 0.2, 0.3]
 
 
 def fusion_choices(space, n_inputs: int) -> list[str]:
@@ -119,7 +121,7 @@ class MultimodalHyperModel(kt.HyperModel):
             return self._compile(hp, *self._retrieval(hp, width))
         dropout = pick(hp, "dropout", space.dropout, [0.0, 0.1, 0.3], default=0.1)
         mdrop_setting = train.modality_dropout if train.modality_dropout is not None else space.modality_dropout
-        mdrop = pick(hp, "modality_dropout", mdrop_setting if len(names) > 1 else 0.0, MODALITY_DROPOUTS, default=MODALITY_DROPOUTS[0])
+        mdrop = pick(hp, "modality_dropout", mdrop_setting if len(names) > 1 else 0.0, MODALITY_DROPOUTS, default=0.2)
         choices = fusion_choices(space, len(names))
         fname = pick(hp, "fusion", choices if len(choices) > 1 else choices[0], choices)
         fusion = FUSIONS.get(fname)(space)
@@ -135,7 +137,7 @@ class MultimodalHyperModel(kt.HyperModel):
         fused = reconstruct(hp, m, fused, pooled_by)
         # A stable handle on the fused vector (the export's `serving_embed` reads it).
         fused = layers.Identity(name="fused")(fused)
-        outputs = self.prep.head.output(self._logits(hp, fused, pooled_by))
+        outputs = self.prep.head.output(self._logits(hp, fused, pooled_by, keeps))
         return self._compile(hp, inputs, outputs)
 
     def _retrieval(self, hp, width: int) -> tuple:
@@ -192,10 +194,15 @@ class MultimodalHyperModel(kt.HyperModel):
             encoded[name] = Encoded(pooled, tokens, mask)
         return encoded, keeps
 
-    def _logits(self, hp, fused, pooled_by: dict):
-        """The head's logits from the fused vector; `hybrid` adds one decision per input."""
+    def _logits(self, hp, fused, pooled_by: dict, keeps: dict):
+        """The head's logits from the fused vector; `hybrid` adds one decision per input;
+        `fallback` answers a row with an input missing from the present inputs' own heads."""
         units = self.prep.head.units
         logits = layers.Dense(units, name="head_logits")(fused)
+        fallback_setting = self.manifest.search.space.fallback if len(pooled_by) > 1 else False
+        if pick(hp, "fallback", fallback_setting, [True, False], default=True):
+            per = [layers.Dense(units, name=f"fallback_{n}")(v) for n, v in pooled_by.items()]
+            logits = PresenceSwitch(len(per), name="fallback")([logits, *per, *(keeps[n] for n in pooled_by)])
         hybrid_setting = self.manifest.search.space.hybrid if len(pooled_by) > 1 else False
         if pick(hp, "hybrid", hybrid_setting, [False, True], default=False):
             per = [layers.Dense(units, name=f"hybrid_{n}")(v) for n, v in pooled_by.items()]
