@@ -15,10 +15,11 @@ from mmauto.errors import MmautoError
 def validate(manifest_path) -> dict:
     """Schema and data checks without training; returns the summary (raises on problems)."""
     from mmauto.config.manifest import load_manifest
-    from mmauto.data.checks import load_splits
+    from mmauto.data.checks import load_splits, load_zero_shot_tables
     from mmauto.data.summary import summarize
 
-    return summarize(load_splits(load_manifest(manifest_path)))
+    m = load_manifest(manifest_path)
+    return summarize(load_zero_shot_tables(m) if m.task == "zero_shot" else load_splits(m))
 
 
 def demo(out, rows: int = 400, seed: int = 0, missing: float = 0.0, redundant: bool = False, modalities=None) -> Path:

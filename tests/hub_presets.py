@@ -43,3 +43,48 @@ def install_in_kagglehub_cache(preset_dir, handle, cache_root):
             mark.parent.mkdir(parents=True, exist_ok=True)
             mark.touch()
     return cache_root
+
+
+CLIP_WORDS = ["a", "photo", "of", "the", "cat", "dog", "bird", "red", "blue", "green", "thing"]
+
+
+def _bpe(words):
+    """A byte-level BPE vocabulary and merges in which each word (and ".") is one token."""
+    vocab, merges = {}, []
+    for c in sorted(set("".join(words)) | {"."}):
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    for w in words:
+        cur = w[0]
+        for c in w[1:-1]:
+            merges.append(f"{cur} {c}")
+            cur += c
+            vocab.setdefault(cur, len(vocab))
+        if len(w) > 1:
+            merges.append(f"{cur} {w[-1]}</w>")
+            vocab.setdefault(w + "</w>", len(vocab))
+    # CLIP pools the text at the end token, found as the largest id: the specials come last.
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab, list(dict.fromkeys(merges))
+
+
+def tiny_clip(folder, size=32, seed=0):
+    """A CLIP preset (backbone, BPE tokenizer, image converter) with random weights."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    vocab, merges = _bpe(CLIP_WORDS)
+    tok = keras_hub.models.CLIPTokenizer(vocabulary=vocab, merges=merges)
+    vision = keras_hub.models.CLIPVisionEncoder(patch_size=8, hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32,
+                                                image_shape=(size, size, 3))
+    text = keras_hub.models.CLIPTextEncoder(vocabulary_size=len(vocab), embedding_dim=16, hidden_dim=16, num_layers=1,
+                                            num_heads=2, intermediate_dim=32, max_sequence_length=16)
+    bb = keras_hub.models.CLIPBackbone(vision, text, projection_dim=8)
+    bb.get_layer("clip_head").logit_scale.assign(2.0)  # exp(2) = 7.4: probabilities well away from uniform
+    conv = keras_hub.layers.CLIPImageConverter(image_size=(size, size), scale=1 / 127.5, offset=-1.0)
+    bb.save_to_preset(str(folder))
+    tok.save_to_preset(str(folder))
+    conv.save_to_preset(str(folder))
+    return folder

@@ -50,7 +50,9 @@ class Preprocessing:
         tstate = state["target"]
         threshold = 0.5 if manifest.train.threshold is None else manifest.train.threshold
         t = manifest.target
-        if len(manifest.targets) == 1:
+        if manifest.task == "zero_shot":  # classes named in the manifest; labels, if any, are scored
+            self.head = head_for("zero_shot", t.column if t else "label", tstate["classes"], tstate, threshold)
+        elif len(manifest.targets) == 1:
             self.head: Head | MultiHead = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
         else:
             self.head = MultiHead.build(manifest.targets, tstate["targets"], threshold, manifest.train.loss_weights)
@@ -74,6 +76,9 @@ class Preprocessing:
                 elif not key:
                     enc.fit_prep(raw)  # checks only (e.g. that a preset can be loaded)
             state["inputs"][name] = {"modality": mstate, "preps": preps, "encoders": candidates(spec)}
+        if manifest.task == "zero_shot":
+            state["target"] = {"classes": list(manifest.zero_shot.classes)}
+            return cls(manifest, state)
         states = {t.column: _target_state(t, train.frame, splits) for t in manifest.targets}
         state["target"] = states[manifest.target.column] if len(states) == 1 else {"targets": states}
         return cls(manifest, state)

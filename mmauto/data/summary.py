@@ -12,8 +12,8 @@ def summarize(splits: Splits) -> dict:
     out = {
         "manifest": str(m.path),
         "name": m.name,
-        "task": m.target.task,
-        "target": m.target.column,
+        "task": "zero_shot" if m.task == "zero_shot" else m.target.task,
+        "target": m.target.column if m.target else None,
         "splits": {k: {"rows": s.rows, "source": s.source} for k, s in splits.splits.items()},
         "inputs": [],
         "classes": splits.classes,

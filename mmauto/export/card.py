@@ -73,7 +73,7 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
     card = {
         "format": "mmauto-model-card/1",
         "model": "model",
-        "task": m.target.task,
+        "task": "zero_shot" if m.task == "zero_shot" else m.target.task,
         **head.card(),
         "signatures": {
             "serving_default": {"inputs": serving_inputs(prep), "outputs": outputs},

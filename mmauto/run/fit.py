@@ -2,6 +2,8 @@
 
     load -> prepare_data -> search -> select -> ensemble -> calibrate -> export -> evaluate -> summarize
 
+(`task: zero_shot` trains nothing: load -> its stages in mmauto/run/zero_shot.py.)
+
 Each stage is a function in its own module of this package, taking the records the earlier
 stages returned (mmauto/run/context.py) and returning its own. A new capability (an ensemble,
 calibration) is a new stage inserted here.
@@ -10,6 +12,7 @@ calibration) is a new stage inserted here.
 from __future__ import annotations
 
 from mmauto import events
+from mmauto.run import zero_shot
 from mmauto.run.calibrate import calibrate
 from mmauto.run.context import FitOptions
 from mmauto.run.ensemble import ensemble
@@ -24,6 +27,8 @@ from mmauto.run.summarize import summarize, worker_summary
 
 def fit(manifest_path, out, options: FitOptions, emit: events.Emit = events.ignore) -> dict:
     run = load(manifest_path, out, options, emit)
+    if run.manifest.task == "zero_shot":  # nothing to train: its own short list of stages
+        return zero_shot.fit(run)
     data = prepare_data(run)
     searched = search(run, data)
     if run.role == "worker":
