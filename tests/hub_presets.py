@@ -88,3 +88,33 @@ def tiny_clip(folder, size=32, seed=0):
     tok.save_to_preset(str(folder))
     conv.save_to_preset(str(folder))
     return folder
+
+
+def tiny_siglip(folder, size=32, seed=0):
+    """A SigLIP preset (backbone, SentencePiece tokenizer trained here, image converter) with
+    random weights, a logit scale of exp(2) and a logit bias (which a softmax cancels)."""
+    import io
+
+    import keras
+    import keras_hub
+    import sentencepiece
+
+    keras.utils.set_random_seed(seed)
+    proto = io.BytesIO()
+    sentences = ["the red thing", "the blue thing", "the green thing", "a photo of a cat", "a photo of a dog"]
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=proto, vocab_size=14, model_type="WORD", pad_id=0, bos_id=1,
+        eos_id=2, unk_id=3, pad_piece="<pad>", bos_piece="<s>", eos_piece="</s>", unk_piece="<unk>", minloglevel=2)
+    tok = keras_hub.models.SigLIPTokenizer(proto=proto.getvalue())
+    vision = keras_hub.models.SigLIPVisionEncoder(patch_size=8, hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32,
+                                                  image_shape=(size, size, 3))
+    text = keras_hub.models.SigLIPTextEncoder(vocabulary_size=14, embedding_dim=16, hidden_dim=16, num_layers=1, num_heads=2,
+                                              intermediate_dim=32, max_sequence_length=16)
+    bb = keras_hub.models.SigLIPBackbone(vision, text)
+    bb.get_layer("siglip_head").logit_scale.assign(2.0)
+    bb.get_layer("siglip_head").logit_bias.assign(-3.0)
+    conv = keras_hub.layers.SigLIPImageConverter(image_size=(size, size), scale=1 / 127.5, offset=-1.0)
+    bb.save_to_preset(str(folder))
+    tok.save_to_preset(str(folder))
+    conv.save_to_preset(str(folder))
+    return folder

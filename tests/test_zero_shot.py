@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import run_cli
-from hub_presets import tiny_clip, tiny_vit
+from hub_presets import tiny_clip, tiny_siglip, tiny_vit
 
 SIZE = 32
 CLASSES = ["red", "blue", "green"]
@@ -23,6 +23,7 @@ def world(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("zs")
     clip = tiny_clip(root / "clip", size=SIZE)
+    siglip = tiny_siglip(root / "siglip", size=SIZE)
     vit = tiny_vit(root / "vit", size=SIZE)
     rng = np.random.default_rng(0)
     (root / "images").mkdir()
@@ -36,7 +37,7 @@ def world(tmp_path_factory):
         Image.fromarray(img.astype("uint8")).save(root / "images" / f"{i}.png")
         rows.append({"id": f"r{i}", "image": f"images/{i}.png", "colour": label})
     pd.DataFrame(rows).to_csv(root / "images.csv", index=False)
-    return {"root": root, "clip": clip, "vit": vit, "table": root / "images.csv"}
+    return {"root": root, "clip": clip, "siglip": siglip, "vit": vit, "table": root / "images.csv"}
 
 
 def manifest(world, path, **changes):
@@ -65,14 +66,16 @@ def zs_run(world):
     return world["root"] / "run", json.loads(r.stdout)
 
 
-def keras_hub_probabilities(world, frame):
-    """softmax(exp(logit_scale) * cos(image, prompt)) through keras-hub's own CLIPBackbone
-    forward (its CLIPHead), with the prompts tokenised by its CLIPPreprocessor."""
+def keras_hub_probabilities(world, frame, family="clip"):
+    """softmax(exp(logit_scale) * cos(image, prompt) [+ bias]) through keras-hub's own backbone
+    forward (its CLIPHead or SigLIPHead), with the prompts tokenised by its preprocessor."""
     import keras_hub
     import tensorflow as tf
 
-    bb = keras_hub.models.CLIPBackbone.from_preset(str(world["clip"]))
-    pre = keras_hub.models.CLIPPreprocessor.from_preset(str(world["clip"]), sequence_length=16)
+    backbone, preprocessor = {"clip": (keras_hub.models.CLIPBackbone, keras_hub.models.CLIPPreprocessor),
+                              "siglip": (keras_hub.models.SigLIPBackbone, keras_hub.models.SigLIPPreprocessor)}[family]
+    bb = backbone.from_preset(str(world[family]))
+    pre = preprocessor.from_preset(str(world[family]), sequence_length=16)
     images = []
     for p in frame["image"]:
         img = tf.io.decode_png((world["root"] / p).read_bytes(), channels=3)
@@ -118,6 +121,21 @@ def test_zero_shot_fit_exports_clip_answers(zs_run, world, tmp_path):
     e = run_cli("evaluate", run, world["table"], "--json")
     assert e.returncode == 0, e.stderr[-3000:]
     assert json.loads(e.stdout)["metrics"]["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_siglip_preset(world, tmp_path):
+    inputs = {"photo": {"modality": "image", "column": "image", "size": [SIZE, SIZE], "encoder": {"preset": str(world["siglip"])}}}
+    m = manifest(world, tmp_path / "m.yaml", inputs=inputs, target=None)
+    r = run_cli("fit", m, "--out", tmp_path / "run", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["zero_shot"]["family"] == "siglip" and summary["metrics"] == {}  # no target: nothing scored
+    p = run_cli("predict", tmp_path / "run", world["table"], "--out", tmp_path / "p.csv")
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = pd.read_csv(tmp_path / "p.csv")[[f"prob_{c}" for c in CLASSES]].to_numpy()
+    expected = keras_hub_probabilities(world, pd.read_csv(world["table"]), "siglip")
+    assert expected.std(axis=0).max() > 1e-3
+    np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("change, key", [
