@@ -138,6 +138,59 @@ def test_siglip_preset(world, tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+TEXTS = ["the red thing", "A RED photo.", "blue", "the Blue cat", "green dog", "a photo of a green thing", "red red red", "dog"]
+
+
+def keras_hub_text_probabilities(world, texts, family):
+    """Each text's text-tower embedding against the prompts', through keras-hub's own
+    preprocessor, text tower and head (its logit scale, and SigLIP's bias)."""
+    import keras_hub
+    import tensorflow as tf
+
+    backbone, preprocessor = {"clip": (keras_hub.models.CLIPBackbone, keras_hub.models.CLIPPreprocessor),
+                              "siglip": (keras_hub.models.SigLIPBackbone, keras_hub.models.SigLIPPreprocessor)}[family]
+    bb = backbone.from_preset(str(world[family]))
+    pre = preprocessor.from_preset(str(world[family]), sequence_length=16)
+    pre.image_converter = None
+
+    def embed(strings):
+        return bb.get_text_embeddings(pre({"prompts": tf.constant(strings), "images": None})["token_ids"])
+
+    head = bb.get_layer("clip_head" if family == "clip" else "siglip_head")
+    logits = np.asarray(head(embed(texts), embed([TEMPLATE.replace("{}", c) for c in CLASSES]))[0], "float64")
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_text_input(world, tmp_path, family):
+    pd.DataFrame({"review": TEXTS, "colour": ["red", "red", "blue", "blue", "green", "green", "red", "blue"]}).to_csv(tmp_path / "t.csv", index=False)
+    inputs = {"review": {"modality": "text", "column": "review", "encoder": {"preset": str(world[family])}}}
+    m = manifest(world, tmp_path / "m.yaml", inputs=inputs, data={"train": str(tmp_path / "t.csv")})
+    r = run_cli("fit", m, "--out", tmp_path / "run", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["parity"]["rows"] == len(TEXTS)
+    expected = keras_hub_text_probabilities(world, TEXTS, family)
+    assert expected.std(axis=0).max() > 1e-3
+    p = run_cli("predict", tmp_path / "run", tmp_path / "t.csv", "--out", tmp_path / "p.csv")
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = pd.read_csv(tmp_path / "p.csv")[[f"prob_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    card = json.loads((tmp_path / "run" / "mmauto.json").read_text())
+    assert card["op_libraries"] == ["tensorflow-text"]  # the rows are tokenised in the graph
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]
+    truth = pd.read_csv(tmp_path / "t.csv")["colour"].map(CLASSES.index).to_numpy()
+    assert metrics["accuracy"] == pytest.approx(float((expected.argmax(axis=1) == truth).mean()))
+
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    sig = tf.saved_model.load(str(tmp_path / "run" / "model")).signatures["serving_default"]
+    np.testing.assert_allclose(sig(review=tf.constant(TEXTS))["probabilities"].numpy(), got, atol=1e-5)
+    np.testing.assert_allclose(sig(review=tf.constant([""]))["probabilities"].numpy(), np.full((1, 3), 1 / 3), atol=1e-6)
+
+
 @pytest.mark.parametrize("change, key", [
     ({"zero_shot": None}, "zero_shot: required with task zero_shot"),
     ({"zero_shot": {"classes": ["cat"]}}, "zero_shot.classes"),
@@ -146,6 +199,7 @@ def test_siglip_preset(world, tmp_path):
                  "b": {"modality": "image", "column": "image", "encoder": {"preset": "x"}}}}, "inputs: task zero_shot takes exactly one input"),
     ({"inputs": {"photo": {"modality": "image", "column": "image"}}}, "inputs.photo.encoder.preset: task zero_shot needs a CLIP or SigLIP preset"),
     ({"task": "classification"}, "zero_shot: only `task: zero_shot` reads this key"),
+    ({"inputs": {"t": {"modality": "tabular", "numeric": ["id"]}}}, "inputs.t.modality: task zero_shot classifies an image or a text input"),
 ])
 def test_manifest_errors_are_one_line(world, tmp_path, change, key):
     m = manifest(world, tmp_path / "m.yaml", **change)

@@ -633,17 +633,17 @@ def _targets(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
 
 
 def _check_zero_shot(spec: ManifestSpec, inputs: dict, targets: list, raw: dict, where: str) -> None:
-    """task zero_shot: the `zero_shot` key, one image input with a preset, at most one
+    """task zero_shot: the `zero_shot` key, one image or text input with a preset, at most one
     classification target whose labels are class names."""
     if spec.task != "zero_shot":
         raise ManifestError(where, "zero_shot", f"only `task: zero_shot` reads this key (task is {spec.task})")
     if spec.zero_shot is None:
         raise ManifestError(where, "zero_shot", "required with task zero_shot: {classes: [..], template: \"a photo of a {}.\"}")
     if len(inputs) != 1:
-        raise ManifestError(where, "inputs", f"task zero_shot takes exactly one input (an image with a CLIP or SigLIP preset), got {len(inputs)}: {', '.join(inputs)}")
+        raise ManifestError(where, "inputs", f"task zero_shot takes exactly one input (an image or a text, with a CLIP or SigLIP preset), got {len(inputs)}: {', '.join(inputs)}")
     (name, inp), = inputs.items()
-    if inp.modality != "image":
-        raise ManifestError(where, f"inputs.{name}.modality", f"task zero_shot classifies images (got {inp.modality})")
+    if inp.modality not in ("image", "text"):
+        raise ManifestError(where, f"inputs.{name}.modality", f"task zero_shot classifies an image or a text input (got {inp.modality})")
     if not inp.encoder.preset:
         raise ManifestError(where, f"inputs.{name}.encoder.preset", "task zero_shot needs a CLIP or SigLIP preset (a keras-hub preset name or a local preset folder)")
     if isinstance(raw.get("target"), list) or len(targets) > 1:

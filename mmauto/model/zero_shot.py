@@ -1,5 +1,5 @@
-"""The zero-shot classifier (`task: zero_shot`): a CLIP or SigLIP preset's image tower against
-its text tower's embeddings of one prompt per class.
+"""The zero-shot classifier (`task: zero_shot`): a CLIP or SigLIP preset's image tower (or, for
+a text input, its text tower) against its text tower's embeddings of one prompt per class.
 
 The class prompts are encoded once, here, with the preset's own preprocessor (tokenizer and
 packer) and text tower; their L2-normalised embeddings and the preset's logit scale become
@@ -8,8 +8,9 @@ constant (non-trainable) weights of a small Keras model:
     image [0, 255] -> the preset's ImageConverter -> image tower -> L2-normalise
         -> exp(logit_scale) * (embedding @ class_embeddings^T) -> softmax
 
-so the exported graph needs no tokenizer. SigLIP's logit bias is the same for every class and
-drops out of the softmax. A missing image (empty bytes) gets equal probabilities.
+so the exported graph of an image input needs no tokenizer (a text input's tokenises its rows
+with the preset's preprocessor, in the model, and needs tensorflow-text). SigLIP's logit bias is the same for every class and
+drops out of the softmax. A missing image (empty bytes) or text gets equal probabilities.
 """
 
 from __future__ import annotations
@@ -97,8 +98,29 @@ def logit_scale(backbone, family: str) -> float:
     return float(np.exp(float(ops.convert_to_numpy(head.logit_scale))))
 
 
+class PromptTokens(layers.Layer):
+    """Strings [N] -> token ids [N, L] with the preset's own preprocessor (CLIP lowercases,
+    SigLIP canonicalises), in the graph: text rows are tokenised as the class prompts were."""
+
+    def __init__(self, preprocessor, length: int, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.preprocessor = preprocessor
+        self.length = int(length)
+
+    def call(self, texts):
+        import tensorflow as tf
+
+        return tf.cast(self.preprocessor({"prompts": texts, "images": None})["token_ids"], tf.int32)
+
+    def compute_output_spec(self, texts):
+        import keras
+
+        return keras.KerasTensor((texts.shape[0], self.length), dtype="int32")
+
+
 def build_zero_shot(prep) -> ZeroShotModel:
-    """The zero-shot classifier of a `task: zero_shot` manifest's one image input."""
+    """The zero-shot classifier of a `task: zero_shot` manifest's one input: an image (its
+    image tower against the prompts) or a text (its text tower against the prompts)."""
     import keras
 
     m = prep.manifest
@@ -111,22 +133,30 @@ def build_zero_shot(prep) -> ZeroShotModel:
     prompts = m.zero_shot.prompts()
     classes_emb = class_embeddings(backbone, family, preset, prompts, key)
     scale = logit_scale(backbone, family)
-
-    opts = spec.options
-    image = keras.Input((*opts.size, opts.channels), name=feature_key(name, "image"))
     present = keras.Input((), name=present_key(name))
-    try:
-        converter = load("image_converter", preset, key)
-    except (PresetError, FileNotFoundError):
-        raise PresetError(f"{key}: preset '{preset}' has no image converter; a CLIP or SigLIP preset saves one") from None
-    converter.name = f"{name}_converter"
-    x = converter(image)
-    embedding = backbone.get_vision_embeddings(x)
+    info = {"family": family, "preset": preset, "classes": list(m.zero_shot.classes), "prompts": prompts,
+            "logit_scale": scale, "embedding_dim": int(classes_emb.shape[1])}
+
+    if spec.modality == "text":
+        length = getattr(backbone.text_encoder, "max_sequence_length", None)
+        xkey = feature_key(name, "text")
+        x = keras.Input((), dtype="string", name=xkey)
+        tokens = PromptTokens(_preprocessor(family, preset, key, length), length, name=f"{name}_tokens")(x)
+        embedding = backbone.get_text_embeddings(tokens)
+        info["sequence_length"] = length
+    else:
+        opts = spec.options
+        xkey = feature_key(name, "image")
+        x = keras.Input((*opts.size, opts.channels), name=xkey)
+        try:
+            converter = load("image_converter", preset, key)
+        except (PresetError, FileNotFoundError):
+            raise PresetError(f"{key}: preset '{preset}' has no image converter; a CLIP or SigLIP preset saves one") from None
+        converter.name = f"{name}_converter"
+        embedding = backbone.get_vision_embeddings(converter(x))
+        info["image_size"] = list(getattr(converter, "image_size", None) or opts.size)
     probs = ZeroShotLogits(classes_emb, scale, name="zero_shot")(embedding, present)
-    inputs = {feature_key(name, "image"): image, present_key(name): present}
+    inputs = {xkey: x, present_key(name): present}
     model = keras.Model(inputs, probs, name="zero_shot_classifier")
     embedder = keras.Model(inputs, {f"embedding_{name}": embedding, "embedding": embedding}, name="embedding")
-    info = {"family": family, "preset": preset, "classes": list(m.zero_shot.classes), "prompts": prompts,
-            "logit_scale": scale, "embedding_dim": int(classes_emb.shape[1]),
-            "image_size": list(getattr(converter, "image_size", None) or opts.size)}
     return ZeroShotModel(model, embedder, list(inputs), info)

@@ -67,7 +67,7 @@ def export(run: Run, data: Prepared, built) -> Exported:
     prep, sp = data.prep, _first_split(data)
     rows = sp.frame.iloc[:PARITY_ROWS]
     name = next(iter(run.manifest.inputs))
-    encoders = {name: "keras_hub"}
+    encoders = {name: []}  # no preprocessing outside the model: a text's tokenizer is in it
     decoded = prep.decoded_dataset(rows, sp.root, with_targets=False)
     batches = prep.batches(decoded, PARITY_ROWS, encoders, built.input_keys)
     expected = prep.head.expected(built.model.predict(batches, verbose=0))
@@ -120,7 +120,8 @@ def summarize(run: Run, data: Prepared, built, exported: Exported, evaluated: Ev
     }
     sp = _first_split(data)
     summary["request"] = str(serving.write_request(run.run_dir, data.prep, sp.frame, sp.root))
-    summary["snippets"] = serving.snippets(run.run_dir, m.name, False, run.run_dir / "request.json")
+    text_ops = card.needs_tensorflow_text(m, summary["encoders"])  # a text input's tokenizer is in the graph
+    summary["snippets"] = serving.snippets(run.run_dir, m.name, text_ops, run.run_dir / "request.json")
     written = card.write(run.run_dir, data.prep, {}, summary["encoders"], evaluated.scores, summary)
     written["zero_shot"] = built.info
     (run.run_dir / "mmauto.json").write_text(json.dumps(written, indent=2, default=str))
