@@ -68,7 +68,8 @@ class Preprocessing:
             raw = mod.raw_values(name, spec.options, train.frame, train.root)
             mstate = mod.fit_state(spec.options, raw)
             preps = {}
-            for etype in candidates(spec):
+            # zero_shot: the classifier's builder loads (and checks) the preset once, later
+            for etype in candidates(spec) if manifest.task != "zero_shot" else []:
                 enc = ENCODERS.get(etype)(spec, mstate)
                 key = enc.prep_key()
                 if key and key not in preps:
