@@ -103,7 +103,7 @@ class FitPrinter(Printer):
     def on_start(self, e):
         self.log = Path(e.run_dir) / "fit.log"
         self.max_trials, self.budget = e.max_trials, e.budget
-        if e.manifest.task == "zero_shot":
+        if getattr(e.manifest, "task", None) == "zero_shot":
             self.say(f"[bold]mmauto fit[/] {e.manifest.name}: zero-shot classification into {len(e.manifest.zero_shot.classes)} classes, nothing to train")
             self.phase = "reading and checking data"
             self._task("phase", self.phase)

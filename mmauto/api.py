@@ -140,6 +140,11 @@ def evaluate(run_dir, data, ablate: bool = False, progress=None) -> dict:
     from mmauto.evaluation import predict as evaluation
 
     m, prep, sig = _open(run_dir)
+    if not m.targets:
+        from mmauto.errors import RunError
+
+        raise RunError(f"{run_dir}: its manifest names no `target` column (task zero_shot without labels), so there is "
+                       "nothing to score against; add `target: COLUMN` to the manifest and fit again (nothing is trained)")
     frame, root = evaluation.read_checked(prep, Path(data), with_target=True)
     result = {"data": str(data), "rows": len(frame), "metrics": evaluation.score(prep, frame, evaluation.predict_frame(sig, prep, frame, root, progress))}
     if ablate:

@@ -122,6 +122,12 @@ def test_zero_shot_fit_exports_clip_answers(zs_run, world, tmp_path):
     assert e.returncode == 0, e.stderr[-3000:]
     assert json.loads(e.stdout)["metrics"]["accuracy"] == pytest.approx(metrics["accuracy"])
 
+    # serving_embed: the image tower's embedding, L2-normalised (the projection's 8 dimensions).
+    b = run_cli("embed", run, world["table"], "--out", tmp_path / "e.parquet")
+    assert b.returncode == 0, b.stderr[-3000:]
+    emb = np.stack(pd.read_parquet(tmp_path / "e.parquet")["embedding_photo"].to_numpy())
+    assert emb.shape == (12, 8) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
 
 def test_siglip_preset(world, tmp_path):
     inputs = {"photo": {"modality": "image", "column": "image", "size": [SIZE, SIZE], "encoder": {"preset": str(world["siglip"])}}}
@@ -136,6 +142,8 @@ def test_siglip_preset(world, tmp_path):
     expected = keras_hub_probabilities(world, pd.read_csv(world["table"]), "siglip")
     assert expected.std(axis=0).max() > 1e-3
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    e = run_cli("evaluate", tmp_path / "run", world["table"], timeout=300)
+    assert e.returncode == 2 and "names no `target` column" in e.stderr and "Traceback" not in e.stderr, e.stderr[-2000:]
 
 
 TEXTS = ["the red thing", "A RED photo.", "blue", "the Blue cat", "green dog", "a photo of a green thing", "red red red", "dog"]
@@ -194,6 +202,7 @@ def test_text_input(world, tmp_path, family):
 @pytest.mark.parametrize("change, key", [
     ({"zero_shot": None}, "zero_shot: required with task zero_shot"),
     ({"zero_shot": {"classes": ["cat"]}}, "zero_shot.classes"),
+    ({"zero_shot": {"template": "a {}"}}, "zero_shot.classes: required key is missing"),
     ({"zero_shot": {"classes": ["cat", "dog"], "template": "a photo"}}, "zero_shot.template"),
     ({"inputs": {"a": {"modality": "image", "column": "image", "encoder": {"preset": "x"}},
                  "b": {"modality": "image", "column": "image", "encoder": {"preset": "x"}}}}, "inputs: task zero_shot takes exactly one input"),
