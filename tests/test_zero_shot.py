@@ -3,6 +3,9 @@ fit trains nothing, exports a raw-input SavedModel, and its answers are those of
 own CLIP forward pass on the class prompts."""
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -11,6 +14,17 @@ import yaml
 from conftest import run_cli
 from hub_presets import tiny_clip, tiny_siglip, tiny_vit
 
+SERVE = textwrap.dedent(
+    """
+    import sys, json, pandas as pd, tensorflow as tf
+    from pathlib import Path
+    run, root = Path(sys.argv[1]), Path(sys.argv[2])
+    f = pd.read_csv(root / "images.csv")
+    out = tf.saved_model.load(str(run / "model")).signatures["serving_default"](photo=tf.constant([(root / p).read_bytes() for p in f["image"]]))
+    assert not {"keras_hub", "mmauto", "tensorflow_text", "keras_nlp"} & set(sys.modules), sorted(m for m in sys.modules if "keras" in m)
+    print(json.dumps(out["probabilities"].numpy().tolist()))
+    """
+)
 SIZE = 32
 CLASSES = ["red", "blue", "green"]
 TEMPLATE = "the {} thing."  # not the default: a prompt built another way gives other answers
@@ -102,7 +116,10 @@ def test_zero_shot_fit_exports_clip_answers(zs_run, world, tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert pred["prediction"].tolist() == [CLASSES[i] for i in expected.argmax(axis=1)]
 
-    # The SavedModel alone (no mmauto, no keras-hub) answers the same from raw bytes.
+    # The SavedModel alone (TensorFlow only: no mmauto, keras-hub or tensorflow-text) answers the same from raw bytes.
+    r = subprocess.run([sys.executable, "-c", SERVE, str(run), str(world["root"])], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    np.testing.assert_allclose(np.array(json.loads(r.stdout.strip().splitlines()[-1])), got, atol=1e-5)
     import tensorflow as tf
 
     sig = tf.saved_model.load(str(run / "model")).signatures["serving_default"]
