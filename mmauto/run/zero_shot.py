@@ -19,7 +19,6 @@ from mmauto import events
 from mmauto.errors import MmautoError
 from mmauto.run.context import Evaluated, Exported, Prepared, Run
 
-SPLITS = ("train", "validation", "test")
 SKIPPED = ("zero-shot: nothing is trained; search, ensemble and calibration are skipped "
            "(the classes and prompts come from `zero_shot`, the weights from the preset)")
 
