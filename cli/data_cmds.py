@@ -30,7 +30,7 @@ def validate(
 
     c = console()
     splits = summary["splits"]
-    c.print(f"[bold]{summary['name']}[/]: {summary['task']} of '{summary['target']}'" + (f", {len(summary['classes'])} classes ({', '.join(summary['classes'][:10])}{', ...' if len(summary['classes']) > 10 else ''})" if summary["classes"] else ""))
+    c.print(f"[bold]{summary['name']}[/]: {summary['task']}" + (f" of '{summary['target']}'" if summary["target"] else "") + (f", {len(summary['classes'])} classes ({', '.join(summary['classes'][:10])}{', ...' if len(summary['classes']) > 10 else ''})" if summary["classes"] else ""))
     for i, (col, t) in enumerate((summary.get("targets") or {}).items()):
         kind = "auxiliary " if t["auxiliary"] else ""
         classes = f", {len(t['classes'])} classes" if t["classes"] else ""

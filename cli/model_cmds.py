@@ -103,6 +103,11 @@ class FitPrinter(Printer):
     def on_start(self, e):
         self.log = Path(e.run_dir) / "fit.log"
         self.max_trials, self.budget = e.max_trials, e.budget
+        if getattr(e.manifest, "task", None) == "zero_shot":
+            self.say(f"[bold]mmauto fit[/] {e.manifest.name}: zero-shot classification into {len(e.manifest.zero_shot.classes)} classes, nothing to train")
+            self.phase = "reading and checking data"
+            self._task("phase", self.phase)
+            return
         self.say(f"[bold]mmauto fit[/] {e.manifest.name}: up to {e.max_trials} trial(s)"
                  + (f", time budget {e.budget:.0f}s" if e.budget else ", no time budget") + (" [yellow](resuming)[/]" if e.resumed else ""))
         self.phase = "reading and checking data"
@@ -176,15 +181,17 @@ class FitPrinter(Printer):
 
     def on_export_start(self, e):
         self._drop("search", "trial")
-        what = f"the ensemble of trials {', '.join(e.members)}" if e.members else f"best trial {e.trial}"
+        zero_shot = e.trial == "zero-shot"
+        what = (f"the ensemble of trials {', '.join(e.members)}" if e.members else
+                "the zero-shot classifier" if zero_shot else f"best trial {e.trial}")
         self.phase = f"exporting {what}"
         self._task("phase", self.phase)
-        self.say(f"export: {what}, parity check on validation rows")
+        self.say(f"export: {what}, parity check on " + ("table rows" if zero_shot else "validation rows"))
 
     def on_done(self, e):
         self.close()
         s = e.summary
-        if self.enabled:
+        if self.enabled and e.leaderboard:  # a zero-shot fit has no trials
             show_leaderboard(e.leaderboard, self.c)
         self.say(f"[green]done[/] in {s['seconds']:.0f}s" + (f" of a {s['time_budget']:.0f}s budget" if s["time_budget"] else "")
                  + (f" ({s['stop_reason']})" if s["stop_reason"] else ""))

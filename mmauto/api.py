@@ -15,10 +15,11 @@ from mmauto.errors import MmautoError
 def validate(manifest_path) -> dict:
     """Schema and data checks without training; returns the summary (raises on problems)."""
     from mmauto.config.manifest import load_manifest
-    from mmauto.data.checks import load_splits
+    from mmauto.data.checks import load_splits, load_zero_shot_tables
     from mmauto.data.summary import summarize
 
-    return summarize(load_splits(load_manifest(manifest_path)))
+    m = load_manifest(manifest_path)
+    return summarize(load_zero_shot_tables(m) if m.task == "zero_shot" else load_splits(m))
 
 
 def demo(out, rows: int = 400, seed: int = 0, missing: float = 0.0, redundant: bool = False, modalities=None) -> Path:
@@ -139,6 +140,11 @@ def evaluate(run_dir, data, ablate: bool = False, progress=None) -> dict:
     from mmauto.evaluation import predict as evaluation
 
     m, prep, sig = _open(run_dir)
+    if not m.targets:
+        from mmauto.errors import RunError
+
+        raise RunError(f"{run_dir}: its manifest names no `target` column (task zero_shot without labels), so there is "
+                       "nothing to score against; add `target: COLUMN` to the manifest and fit again (nothing is trained)")
     frame, root = evaluation.read_checked(prep, Path(data), with_target=True)
     result = {"data": str(data), "rows": len(frame), "metrics": evaluation.score(prep, frame, evaluation.predict_frame(sig, prep, frame, root, progress))}
     if ablate and m.retrieval:

@@ -243,13 +243,47 @@ class ExportSpec(Strict):
     formats: list[Literal["saved_model"]] = ["saved_model"]
 
 
+ZERO_SHOT_TEMPLATE = "a photo of a {}."
+
+
+class ZeroShotSpec(Strict):
+    """`task: zero_shot`: the class names and the prompt each is written into ("{}" is the name)."""
+
+    classes: list[str]
+    template: str = ZERO_SHOT_TEMPLATE
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v):
+        names = [c.strip() for c in v]
+        if len(names) < 2:
+            raise ValueError(f"name at least two classes, got {len(names)}")
+        if any(not c for c in names):
+            raise ValueError("a class name is empty")
+        twice = sorted({c for c in names if names.count(c) > 1})
+        if twice:
+            raise ValueError(f"class '{twice[0]}' is named twice")
+        return names
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v):
+        if v.count("{}") != 1 or v.replace("{}", "").count("{") or v.replace("{}", "").count("}"):
+            raise ValueError(f"the template holds the class name as one '{{}}', e.g. {ZERO_SHOT_TEMPLATE!r}; got {v!r}")
+        return v
+
+    def prompts(self) -> list[str]:
+        return [self.template.replace("{}", c) for c in self.classes]
+
+
 class ManifestSpec(Strict):
     version: Literal[1] = 1
     name: Optional[str] = None
     extends: Optional[str] = None
-    task: ManifestTask
+    task: Union[ManifestTask, Literal["zero_shot"]]
     data: DataSpec
-    target: Union[str, TargetSpec, list[Union[str, TargetSpec]]]
+    target: Union[str, TargetSpec, list[Union[str, TargetSpec]], None]  # None: zero_shot without labels
+    zero_shot: Optional[ZeroShotSpec] = None
     inputs: dict[str, dict]
     search: SearchSpec = SearchSpec()
     train: TrainSpec = TrainSpec()
@@ -261,6 +295,14 @@ class ManifestSpec(Strict):
         if not v:
             raise ValueError("name at least one input")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zero_shot_labels(cls, data):
+        """A zero-shot manifest may leave out `target` (its classes are named in `zero_shot`)."""
+        if isinstance(data, dict) and data.get("task") == "zero_shot" and "target" not in data:
+            return {**data, "target": None}
+        return data
 
 
 class RetrievalManifestSpec(ManifestSpec):
@@ -307,6 +349,7 @@ class Manifest:
     train: TrainSpec
     export: ExportSpec
     raw: dict  # the merged YAML as written (after `extends:`), for the model card and resume checks
+    zero_shot: Optional[ZeroShotSpec] = None  # task zero_shot: its classes and prompt template
 
     @property
     def where(self) -> str:
@@ -316,7 +359,8 @@ class Manifest:
     def target(self) -> Optional[TargetSpec]:
         """The primary target: the first one that is not auxiliary. Its metric is the search
         objective's, and a model with one served target serves it under today's output names.
-        None for `task: retrieval`, which has no target (code it reaches checks `retrieval`)."""
+        None for `task: retrieval` (no target; code it reaches checks `retrieval`) and for a
+        zero-shot manifest without labels."""
         return next((t for t in self.targets if not t.auxiliary), None)
 
     @property
@@ -347,6 +391,7 @@ class Manifest:
             "search": self.search.model_dump(),
             "train": self.train.model_dump(),
             "export": self.export.model_dump(),
+            **({"zero_shot": self.zero_shot.model_dump()} if self.zero_shot else {}),
         }
 
 
@@ -558,8 +603,10 @@ def resolve(spec: ManifestSpec, raw: dict, path: Path, check_files: bool = True)
     if check_files and spec.data.root is not None and not (path.parent / spec.data.root).is_dir():
         raise ManifestError(where, "data.root", f"not a folder: {(path.parent / spec.data.root).resolve()}")
 
+    if spec.task == "zero_shot" or spec.zero_shot is not None:
+        _check_zero_shot(spec, inputs, targets, raw, where)
     name = spec.name or path.stem
-    return Manifest(path, name, spec.task, spec.data, targets, inputs, spec.search, spec.train, spec.export, raw)
+    return Manifest(path, name, spec.task, spec.data, targets, inputs, spec.search, spec.train, spec.export, raw, spec.zero_shot)
 
 
 def _retrieval(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
@@ -578,6 +625,8 @@ def _retrieval(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
 def _targets(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
     """The targets with their tasks resolved, checked as a set."""
     if spec.target is None:
+        if spec.task == "zero_shot":
+            return []  # no labels: nothing is scored
         raise ManifestError(where, "target", f"required key is missing (the column to predict; every task but retrieval "
                                              f"needs one: {', '.join(TASKS)})")
     items = spec.target if isinstance(spec.target, list) else [spec.target]
@@ -589,7 +638,8 @@ def _targets(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
     for i, (item, body) in enumerate(zip(items, raw_items)):
         key = f"target[{i}]" if several else "target"
         t = item if isinstance(item, TargetSpec) else TargetSpec(column=item)
-        t = t.model_copy(update={"task": t.task or spec.task})
+        # zero_shot's labels are read as a classifier's: one class name per row.
+        t = t.model_copy(update={"task": t.task or ("classification" if spec.task == "zero_shot" else spec.task)})
         if t.task != "multilabel" and isinstance(body, dict) and "separator" in body:
             raise ManifestError(where, f"{key}.separator", "only a multilabel target splits its values; remove it")
         if not several and (t.auxiliary or t.weight is not None):
@@ -613,6 +663,26 @@ def _targets(spec: ManifestSpec, raw: dict, where: str) -> list[TargetSpec]:
     if weights is not None and len(targets) == 1:
         raise ManifestError(where, "train.loss_weights", "a single target has no loss weights; list several targets")
     return targets
+
+
+def _check_zero_shot(spec: ManifestSpec, inputs: dict, targets: list, raw: dict, where: str) -> None:
+    """task zero_shot: the `zero_shot` key, one image or text input with a preset, at most one
+    classification target whose labels are class names."""
+    if spec.task != "zero_shot":
+        raise ManifestError(where, "zero_shot", f"only `task: zero_shot` reads this key (task is {spec.task})")
+    if spec.zero_shot is None:
+        raise ManifestError(where, "zero_shot", "required with task zero_shot: {classes: [..], template: \"a photo of a {}.\"}")
+    if len(inputs) != 1:
+        raise ManifestError(where, "inputs", f"task zero_shot takes exactly one input (an image or a text, with a CLIP or SigLIP preset), got {len(inputs)}: {', '.join(inputs)}")
+    (name, inp), = inputs.items()
+    if inp.modality not in ("image", "text"):
+        raise ManifestError(where, f"inputs.{name}.modality", f"task zero_shot classifies an image or a text input (got {inp.modality})")
+    if not inp.encoder.preset:
+        raise ManifestError(where, f"inputs.{name}.encoder.preset", "task zero_shot needs a CLIP or SigLIP preset (a keras-hub preset name or a local preset folder)")
+    if isinstance(raw.get("target"), list) or len(targets) > 1:
+        raise ManifestError(where, "target", "task zero_shot takes one label column (class names), not a list")
+    if targets and targets[0].task != "classification":
+        raise ManifestError(where, "target.task", f"task zero_shot's labels are class names (classification), got {targets[0].task}")
 
 
 def _check_encoder(where, key, modality, encoder: EncoderSpec):

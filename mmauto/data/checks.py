@@ -79,9 +79,9 @@ class Splits:
 
     @property
     def classes(self) -> Optional[list[str]]:
-        """The primary target's classes (None for regression)."""
+        """The primary target's classes (None for regression, and for a zero-shot manifest without labels)."""
         t = self.manifest.target
-        return None if t is None else self.classes_by_target.get(t.column)
+        return self.classes_by_target.get(t.column) if t else None
 
     def __getitem__(self, name) -> Split:
         return self.splits[name]
@@ -301,6 +301,32 @@ def load_splits(manifest: Manifest) -> Splits:
                             "fill it in or remove it from `target`")
     classes = {t.column: _classes(manifest, t, splits, dropped) for t in manifest.targets if t.task != "regression"}
     return Splits(manifest, splits, dropped, classes)
+
+
+def load_zero_shot_tables(manifest: Manifest) -> Splits:
+    """`task: zero_shot`: every table the manifest names, checked and kept whole (nothing is
+    trained, so nothing is split off); with a target, a label that is not one of
+    `zero_shot.classes` is a bad row (`data.on_error`)."""
+    labelled = bool(manifest.targets)
+    classes = list(manifest.zero_shot.classes)
+    dropped: list[Problem] = []
+    splits: dict[str, Split] = {}
+    for name in SPLITS:
+        path = manifest.table_path(name)
+        if path is None:
+            continue
+        frame, root, present, problems = load_table_checked(manifest, path, with_target=labelled)
+        if labelled:
+            values = target_values(manifest.target, frame)[0]
+            bad = [i for i, v in enumerate(values) if v is not None and v not in classes]
+            if bad:
+                problems.append(Problem(str(path), "a label not among zero_shot.classes", [i + 1 for i in bad],
+                                        [f"target '{manifest.target.column}': label '{values[i]}'" for i in bad]))
+        frame, present, numbers = _apply_policy(manifest, frame, present, problems, dropped)
+        if len(frame) == 0:
+            raise DataError(f"{path}: no usable rows left after dropping bad ones")
+        splits[name] = Split(name, str(path), frame, root, present, numbers)
+    return Splits(manifest, splits, dropped, {manifest.target.column: classes} if labelled else {})
 
 
 def _classes(manifest: Manifest, target: TargetSpec, splits: dict[str, Split], dropped: list[Problem]) -> list[str]:

@@ -52,6 +52,8 @@ class Preprocessing:
         t = manifest.target
         if manifest.retrieval:  # no target: the head embeds the inputs (heads/retrieval.py)
             self.head = head_for("retrieval", "", None, {"inputs": list(manifest.inputs), **tstate})
+        elif manifest.task == "zero_shot":  # classes named in the manifest; labels, if any, are scored
+            self.head = head_for("zero_shot", t.column if t else "label", tstate["classes"], tstate, threshold)
         elif len(manifest.targets) == 1:
             self.head: Head | MultiHead = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
         else:
@@ -68,7 +70,8 @@ class Preprocessing:
             raw = mod.raw_values(name, spec.options, train.frame, train.root)
             mstate = mod.fit_state(spec.options, raw)
             preps = {}
-            for etype in candidates(spec):
+            # zero_shot: the classifier's builder loads (and checks) the preset once, later
+            for etype in candidates(spec) if manifest.task != "zero_shot" else []:
                 enc = ENCODERS.get(etype)(spec, mstate)
                 key = enc.prep_key()
                 if key and key not in preps:
@@ -76,6 +79,9 @@ class Preprocessing:
                 elif not key:
                     enc.fit_prep(raw)  # checks only (e.g. that a preset can be loaded)
             state["inputs"][name] = {"modality": mstate, "preps": preps, "encoders": candidates(spec)}
+        if manifest.task == "zero_shot":
+            state["target"] = {"classes": list(manifest.zero_shot.classes)}
+            return cls(manifest, state)
         states = {t.column: _target_state(t, train.frame, splits) for t in manifest.targets}
         if manifest.retrieval:
             state["target"] = {"inputs": list(manifest.inputs)}

@@ -16,7 +16,7 @@ def summarize(splits: Splits) -> dict:
         "target": None if m.target is None else m.target.column,
         "splits": {k: {"rows": s.rows, "source": s.source} for k, s in splits.splits.items()},
         "inputs": [],
-        "classes": splits.classes,
+        "classes": list(m.zero_shot.classes) if m.task == "zero_shot" else splits.classes,
         **({"targets": {t.column: {"task": t.task, "auxiliary": t.auxiliary, "classes": splits.classes_by_target.get(t.column),
                                    "missing": {k: int(s.frame[t.column].map(cell_is_missing).sum()) for k, s in splits.splits.items()}}
                         for t in m.targets}} if len(m.targets) > 1 else {}),

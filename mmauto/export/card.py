@@ -79,7 +79,7 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
     card = {
         "format": "mmauto-model-card/1",
         "model": "model",
-        "task": m.task if m.target is None else m.target.task,
+        "task": m.task if m.target is None or m.task == "zero_shot" else m.target.task,
         **head.card(),
         "signatures": {
             "serving_default": {"inputs": serving_inputs(prep), "outputs": outputs},

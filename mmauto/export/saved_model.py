@@ -25,7 +25,9 @@ PARITY_ROWS = 32
 PARITY_TOL = 1e-4
 
 
-def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
+def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str], embedder=None):
+    """`embedder`: the model serving_embed answers (default: `embedding_model` of the searched
+    model's layers; a zero-shot classifier passes its own)."""
     import keras
     import tensorflow as tf
 
@@ -91,7 +93,7 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
     def serve_explain(raw):
         return rows_or_empty(raw, lambda: explain(raw), lambda: empty(extra))
 
-    embedder = embedding_model(model, names)
+    embedder = embedder or embedding_model(model, names)
     embed_keys = [t.name for t in keras.tree.flatten(embedder.input)]
     widths = {k: int(t.shape[-1]) for k, t in embedder.output.items()}
 
@@ -132,7 +134,8 @@ def build_module(model, prep: Preprocessing, encoders: dict, keys: list[str]):
     return mod, signatures
 
 
-def export_saved_model(model, prep: Preprocessing, encoders: dict, keys: list[str], out_dir: Path, parity_raw: dict, parity_expected) -> tuple:
+def export_saved_model(model, prep: Preprocessing, encoders: dict, keys: list[str], out_dir: Path, parity_raw: dict, parity_expected,
+                       embedder=None) -> tuple:
     """Write the SavedModel atomically; returns (the parity report, the loaded SavedModel the
     check ran on: its resources are initialised at load, so the caller uses it as is instead of
     loading the folder a second time). Raises ExportError."""
@@ -142,7 +145,7 @@ def export_saved_model(model, prep: Preprocessing, encoders: dict, keys: list[st
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        mod, signatures = build_module(model, prep, encoders, keys)
+        mod, signatures = build_module(model, prep, encoders, keys, embedder)
         tf.saved_model.save(mod, str(tmp / "model"), signatures=signatures)
         loaded = tf.saved_model.load(str(tmp / "model"))
         got = call_signature(loaded.signatures["serving_default"], parity_raw)

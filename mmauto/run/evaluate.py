@@ -27,7 +27,7 @@ def evaluate(run: Run, data: Prepared, exported: Exported) -> Evaluated:
             outputs = evaluation.predict_frame(exported.signature, prep, sp.frame, sp.root, numbers=sp.row_numbers())
             row_seconds.append((time.time() - t0) / sp.rows)
             scores[name] = evaluation.score(prep, sp.frame, outputs)
-            frames.append(_addressed(run, name, sp, prep.head.columns(outputs)))
+            frames.append(addressed(run, name, sp, prep.head.columns(outputs)))
     pd.concat(frames).to_csv(run.run_dir / "eval_predictions.csv", index=False)
     (run.run_dir / "metrics.json").write_text(json.dumps(scores, indent=2))
     ablation = None
@@ -41,7 +41,7 @@ def evaluate(run: Run, data: Prepared, exported: Exported) -> Evaluated:
     return Evaluated(scores, ablation)
 
 
-def _addressed(run: Run, name: str, sp, columns: dict) -> pd.DataFrame:
+def addressed(run: Run, name: str, sp, columns: dict) -> pd.DataFrame:
     """A split's predictions, each row addressable: the split, the table it came from, its
     1-based row there (as error messages number rows) and its `id` when the table has one."""
     table = run.manifest.table_path(name) or run.manifest.table_path("train")

@@ -2,6 +2,8 @@
 
     load -> prepare_data -> search -> select -> ensemble -> calibrate -> export -> evaluate -> summarize
 
+(`task: zero_shot` trains nothing: load -> its stages in mmauto/run/zero_shot.py.)
+
 Each stage is a function in its own module of this package, taking the records the earlier
 stages returned (mmauto/run/context.py) and returning its own. A new capability (an ensemble,
 calibration) is a new stage inserted here.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 
 from mmauto import events
+from mmauto.run import zero_shot
 from mmauto.run.calibrate import calibrate
 from mmauto.run.context import FitOptions
 from mmauto.run.ensemble import ensemble
@@ -26,6 +29,8 @@ from mmauto.run.summarize import summarize, worker_summary
 
 def fit(manifest_path, out, options: FitOptions, emit: events.Emit = events.ignore) -> dict:
     run = load(manifest_path, out, options, emit)
+    if run.manifest.task == "zero_shot":  # nothing to train: its own short list of stages
+        return zero_shot.fit(run)
     data = _timed(run, prepare_data, run)
     searched = _timed(run, search, run, data)
     if run.role == "worker":
