@@ -234,3 +234,22 @@ def test_retrieval_fit_evaluate_predict_search(demo_dir, tmp_path):
         assert np.allclose(scores, want, atol=1e-4)
         assert scores[0] == pytest.approx((photo @ review[q - 1]).max(), abs=1e-4)  # nothing better left out
     assert list(ranked["query_id"][::5]) == list(frame["id"][:7])
+
+
+@pytest.mark.parametrize("encoder", ["textcnn", "transformer"])
+def test_retrieval_builds_with_every_text_encoder(demo_dir, tmp_path, encoder):
+    """The projections' layer names must not collide with an encoder's own (`review_embed`)."""
+    import keras_tuner as kt
+
+    from mmauto.config.manifest import load_manifest
+    from mmauto.data.checks import load_splits
+    from mmauto.data.pipeline import Preprocessing
+    from mmauto.model.hypermodel import MultimodalHyperModel
+
+    path = _manifest(tmp_path, demo_dir)
+    m = yaml.safe_load(path.read_text())
+    m["inputs"]["review"]["encoder"] = {"type": encoder}
+    path.write_text(yaml.safe_dump(m))
+    manifest = load_manifest(path)
+    model = MultimodalHyperModel(Preprocessing.fit(manifest, load_splits(manifest))).build(kt.HyperParameters())
+    assert {"photo_retrieval_projection", "review_retrieval_projection"} <= {layer.name for layer in model.layers}

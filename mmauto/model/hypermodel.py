@@ -149,7 +149,7 @@ class MultimodalHyperModel(kt.HyperModel):
         encoded, _ = self._encode(hp, inputs, width, 0.0, False)
         setting = m.search.space.embedding_width
         dim = pick(hp, "embedding_width", setting, RETRIEVAL_WIDTHS, default=RETRIEVAL_WIDTHS[0])
-        projected = [layers.Dense(dim, name=f"{n}_embed")(e.pooled) for n, e in encoded.items()]
+        projected = [layers.Dense(dim, name=f"{n}_retrieval_projection")(e.pooled) for n, e in encoded.items()]
         fused = layers.Identity(name="fused")(layers.Concatenate(name="embeddings")(projected))
         return inputs, self.prep.head.output(fused)
 
