@@ -140,7 +140,7 @@ def evaluate(run_dir, data, ablate: bool = False, progress=None) -> dict:
     from mmauto.evaluation import predict as evaluation
 
     m, prep, sig = _open(run_dir)
-    if not m.targets:
+    if not m.targets and not m.retrieval:  # retrieval scores its rows' pairs
         from mmauto.errors import RunError
 
         raise RunError(f"{run_dir}: its manifest names no `target` column (task zero_shot without labels), so there is "

@@ -199,8 +199,10 @@ class MultimodalHyperModel(kt.HyperModel):
         `fallback` answers a row with an input missing from the present inputs' own heads."""
         units = self.prep.head.units
         logits = layers.Dense(units, name="head_logits")(fused)
+        # Unset means on, not searched: the objective scores rows with every input, so a search
+        # would drop the heads freely, and with them the answers to rows with an input missing.
         fallback_setting = self.manifest.search.space.fallback if len(pooled_by) > 1 else False
-        if pick(hp, "fallback", fallback_setting, [True, False], default=True):
+        if pick(hp, "fallback", True if fallback_setting is None else fallback_setting, [True, False]):
             per = [layers.Dense(units, name=f"fallback_{n}")(v) for n, v in pooled_by.items()]
             logits = PresenceSwitch(len(per), name="fallback")([logits, *per, *(keeps[n] for n in pooled_by)])
         hybrid_setting = self.manifest.search.space.hybrid if len(pooled_by) > 1 else False
