@@ -192,3 +192,17 @@ def test_other_targets_metrics_have_their_directions():
 
     assert objective_direction("val_price_rmse") == "min" and objective_direction("val_rating_log_loss") == "min"
     assert objective_direction("val_rating_accuracy") == "max" and objective_direction("val_auc") == "max"
+
+
+def test_loss_weights_are_learned_unless_some_are_given(demo_dir, tmp_path):
+    import keras_tuner as kt
+
+    from mmauto.heads.multi import MultiHead
+
+    states = {"label": {"classes": ["high", "low", "mid"]}, "price": {"mean": 0.0, "std": 1.0}}
+    m = load_manifest(_manifest(tmp_path, demo_dir, ["label", {"column": "price", "task": "regression"}]))
+    assert MultiHead.build(m.targets, states, 0.5, m.train.loss_weights).loss_weights == "auto"
+    m = load_manifest(_manifest(tmp_path, demo_dir, ["label", {"column": "price", "task": "regression", "weight": [0.5, 2.0]}]))
+    head = MultiHead.build(m.targets, states, 0.5, m.train.loss_weights)
+    hp = kt.HyperParameters()
+    assert head.loss_weights is None and head.weights(hp) == [1.0, 0.5]  # the searched list's first value by default

@@ -225,8 +225,9 @@ class TrainSpec(Strict):
     ensemble: Union[bool, Annotated[int, Field(ge=1, le=1000)]] = True
     # Several targets: the loss is the weighted sum of the targets' losses. `auto` learns the
     # weights (homoscedastic uncertainty, Kendall et al., 2018); a mapping target -> weight pins
-    # (a number) or searches (a list or {min, max}) a target's weight. Unset: the first target's
-    # weight is 1 and the others' are searched among SECONDARY_WEIGHTS.
+    # (a number) or searches (a list or {min, max}) a target's weight. Unset, with no target's
+    # `weight` given either: auto. Some given: the first target's is 1 and any other left
+    # unset is searched among heads/multi.py SECONDARY_WEIGHTS.
     loss_weights: Union[Literal["auto"], dict[str, Any], None] = None
 
     @field_validator("loss_weights")
