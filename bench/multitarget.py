@@ -85,7 +85,7 @@ def reviews(out: Path, rows: int, budget: float, trials: int, fits_wanted=None) 
     return rows_out
 
 
-def same_digit(out: Path, budget: float, trials: int) -> list[dict]:
+def same_digit(out: Path, budget: float, trials: int, fits_wanted=None) -> list[dict]:
     import datasets
 
     made = datasets.same_digit(out / "data")
@@ -95,6 +95,7 @@ def same_digit(out: Path, budget: float, trials: int) -> list[dict]:
         "same + auxiliary digits": _variant(base, "aux", ["same", {"column": "image_digit", "auxiliary": True},
                                                           {"column": "audio_digit", "auxiliary": True}]),
     }
+    fits = {k: v for k, v in fits.items() if not fits_wanted or k in fits_wanted}
     rows_out = []
     for name, manifest in fits.items():
         log(f"same_digit: {name}, budget {budget:.0f}s")
@@ -121,7 +122,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--reviews-rows", type=int, default=6000)
     ap.add_argument("--parts", nargs="+", default=["reviews", "same_digit"])
-    ap.add_argument("--fits", nargs="+", default=None, help="only these reviews fits (e.g. 'joint auto-weighted')")
+    ap.add_argument("--fits", nargs="+", default=None, help="only these fits (e.g. 'joint auto-weighted', 'same + auxiliary digits')")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="mmauto_multitarget_"))
@@ -129,7 +130,7 @@ def main() -> None:
     if "reviews" in args.parts:
         rows += reviews(out / "reviews", args.reviews_rows, args.budget, args.trials, args.fits)
     if "same_digit" in args.parts:
-        rows += same_digit(out / "same_digit", args.budget, args.trials)
+        rows += same_digit(out / "same_digit", args.budget, args.trials, args.fits)
     md = table(rows)
     (out / "multitarget.md").write_text(md + "\n")
     (out / "multitarget.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2, default=str))
