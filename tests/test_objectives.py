@@ -258,3 +258,16 @@ def test_fallback_saves_and_loads(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     vals = [np.ones((2, 2), "float32")] * 3 + [np.array([[1], [0]], "float32")] * 2
     np.testing.assert_allclose(np.asarray(model(vals)), np.asarray(loaded(vals)))
+
+
+def test_modality_dropout_drops_inputs_independently(two_inputs):
+    """Each input's gate draws its own numbers: rows with exactly one input dropped exist (the
+    rows that train the fallback heads and teach the model to answer from one input)."""
+    import keras
+
+    model, _ = _build(two_inputs(train={"modality_dropout": 0.5}))
+    gates = [model.get_layer(f"{n}_missing") for n in ("review", "meta")]
+    pooled, present = np.ones((256, 8), "float32"), np.ones((256,), "float32")
+    keeps = [np.asarray(g(keras.ops.convert_to_tensor(pooled), present, training=True)[1]).reshape(-1) for g in gates]
+    one = (keeps[0] != keeps[1]).mean()
+    assert 0.3 < one < 0.7  # about 2 * 0.5 * 0.5 of the rows

@@ -168,7 +168,7 @@ class MultimodalHyperModel(kt.HyperModel):
         gated for missing values; fills `inputs`. Returns ({name: Encoded}, {name: keep})."""
         cached = self.cached(hp)
         encoded, keeps = {}, {}
-        for name, etype in self.encoders(hp).items():
+        for i, (name, etype) in enumerate(self.encoders(hp).items()):
             cands = self.prep.candidates(name)
             scope = hp.conditional_scope(f"{name}/encoder", [etype]) if len(cands) > 1 else contextlib.nullcontext()
             with scope:
@@ -184,7 +184,9 @@ class MultimodalHyperModel(kt.HyperModel):
             tokens = mask = None
             if with_tokens and out.tokens is not None:
                 tokens = layers.Dense(width, name=f"{name}_tokens_to_width")(out.tokens)
-            gate = MissingGate(mdrop, seed=self.manifest.train.seed, name=f"{name}_missing")
+            # One seed per input: with the same seed every gate drew the same numbers, so
+            # modality dropout removed all inputs of a row or none, never one.
+            gate = MissingGate(mdrop, seed=self.manifest.train.seed + 1000 * i, name=f"{name}_missing")
             if tokens is None:
                 pooled, keeps[name] = gate(pooled, present)
             else:
