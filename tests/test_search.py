@@ -375,3 +375,26 @@ def test_a_search_whose_trials_all_failed_exports_nothing(demo_dir, tmp_path, mo
     assert not (tmp_path / "run" / "model").exists()
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     assert [r["status"] for r in board] == ["failed", "failed"]
+
+
+def test_ctrl_c_in_training_waits_for_the_batch_end():
+    """SIGINT while a batch runs is raised at the batch's end, in Python (not inside a TF op,
+    where it would become an ordinary error and a failed trial); a second one does not wait."""
+    import os
+
+    from mmauto.search.callbacks import DeferredInterrupt
+
+    cb = DeferredInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        with cb.installed():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs: noted, nothing raised yet
+            assert cb.requested
+            cb.on_train_batch_end(0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        with cb.installed():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)  # the second one raises where it lands
+            time.sleep(0.05)

@@ -3,7 +3,10 @@ per-epoch report that feeds the oracle and the progress printers."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Optional
@@ -25,6 +28,43 @@ class Deadline(keras.callbacks.Callback):
         if self.deadline is not None and self.clock() >= self.deadline:
             self.model.stop_training = True
             self.hit = True
+
+
+class DeferredInterrupt(keras.callbacks.Callback):
+    """Ctrl-C during training is raised between batches, in Python. Raised where it lands, it can
+    land inside a TensorFlow op's Python code, which turns it into an ordinary error; keras-tuner
+    then records a failed trial and searches on, and the fit ends with exit 0 (seen under load).
+    A second Ctrl-C does not wait."""
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    def _request(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        """The handler while the block runs (only the main thread can install one)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if self.requested:  # asked for after the last batch
+            raise KeyboardInterrupt
+
+    def _check(self, *args, **kwargs):
+        if self.requested:
+            self.requested = False
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = _check
 
 
 class BestEpoch(keras.callbacks.Callback):

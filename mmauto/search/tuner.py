@@ -23,7 +23,7 @@ from mmauto import events
 from mmauto.data.pipeline import plain
 from mmauto.model.hypermodel import MultimodalHyperModel
 from mmauto.search import kt_private, portfolio
-from mmauto.search.callbacks import BestEpoch, Deadline, EpochReport
+from mmauto.search.callbacks import BestEpoch, Deadline, DeferredInterrupt, EpochReport
 from mmauto.search.oracles import PREDICTIONS_MAX_BYTES, PortfolioFirst, save_npy_atomic, write_json_atomic
 
 
@@ -107,9 +107,12 @@ class MmautoTuner(kt.Tuner):
         ]
         if self.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
+        interrupt = DeferredInterrupt()
+        callbacks.append(interrupt)
         self.on_event(events.TrialStart(trial=trial, hp=hp, epochs=epochs, shortened=self.epoch_cap is not None))
-        history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial, callbacks=callbacks,
-                            verbose=0, class_weight=self.data.get("class_weight"))
+        with interrupt.installed():
+            history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial, callbacks=callbacks,
+                                verbose=0, class_weight=self.data.get("class_weight"))
         losses = history.history.get("loss", [])
         if not losses or any(not math.isfinite(x) for x in losses):
             raise kt.errors.FailedTrialError("the loss became NaN or infinite")
