@@ -385,6 +385,25 @@ def test_ctrl_c_in_training_waits_for_the_batch_end():
     from mmauto.search.callbacks import DeferredInterrupt
 
     cb = DeferredInterrupt()
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # CI may run with SIGINT ignored
+    try:
+        _interrupt_twice(cb)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignored before: ignored during training too
+    cb = DeferredInterrupt()
+    try:
+        with cb.installed():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert not cb.requested
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _interrupt_twice(cb):
+    import os
+
     with pytest.raises(KeyboardInterrupt):
         with cb.installed():
             os.kill(os.getpid(), signal.SIGINT)

@@ -47,8 +47,9 @@ class DeferredInterrupt(keras.callbacks.Callback):
 
     @contextlib.contextmanager
     def installed(self):
-        """The handler while the block runs (only the main thread can install one)."""
-        if threading.current_thread() is not threading.main_thread():
+        """The handler while the block runs (only the main thread can install one; a process
+        that ignores SIGINT, e.g. started in the background, keeps ignoring it)."""
+        if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
             yield
             return
         previous = signal.signal(signal.SIGINT, self._request)
