@@ -265,17 +265,7 @@ def _apply_policy(manifest: Manifest, frame, present, problems, dropped: list[Pr
 def load_splits(manifest: Manifest) -> Splits:
     """Every split of the manifest, checked, with bad rows handled by `data.on_error`."""
     dropped: list[Problem] = []
-    splits: dict[str, Split] = {}
-    for name in SPLITS:
-        path = manifest.table_path(name)
-        if path is None:
-            continue
-        frame, root, present, problems = load_table_checked(manifest, path)
-        frame, present, numbers = _apply_policy(manifest, frame, present, problems, dropped)
-        if len(frame) == 0:
-            raise DataError(f"{path}: no usable rows left after dropping bad ones")
-        splits[name] = Split(name, str(path), frame, root, present, numbers)
-
+    splits = _read_tables(manifest, dropped)
     train = splits["train"]
     fractions = {s: getattr(manifest.data.split, s) for s in ("validation", "test") if s not in splits}
     fractions = {k: v for k, v in fractions.items() if v > 0}
@@ -303,29 +293,39 @@ def load_splits(manifest: Manifest) -> Splits:
     return Splits(manifest, splits, dropped, classes)
 
 
+def _read_tables(manifest: Manifest, dropped: list[Problem], with_target: bool = True, more_problems=None) -> dict[str, Split]:
+    """Each table the manifest names, checked, with bad rows handled by `data.on_error`;
+    `more_problems(path, frame)` adds a caller's own checks."""
+    splits: dict[str, Split] = {}
+    for name in SPLITS:
+        path = manifest.table_path(name)
+        if path is None:
+            continue
+        frame, root, present, problems = load_table_checked(manifest, path, with_target=with_target)
+        if more_problems is not None:
+            problems = problems + more_problems(path, frame)
+        frame, present, numbers = _apply_policy(manifest, frame, present, problems, dropped)
+        if len(frame) == 0:
+            raise DataError(f"{path}: no usable rows left after dropping bad ones")
+        splits[name] = Split(name, str(path), frame, root, present, numbers)
+    return splits
+
+
 def load_zero_shot_tables(manifest: Manifest) -> Splits:
     """`task: zero_shot`: every table the manifest names, checked and kept whole (nothing is
     trained, so nothing is split off); with a target, a label that is not one of
     `zero_shot.classes` is a bad row (`data.on_error`)."""
     labelled = bool(manifest.targets)
     classes = list(manifest.zero_shot.classes)
+
+    def unknown_labels(path, frame) -> list[Problem]:
+        values = target_values(manifest.target, frame)[0]
+        bad = [i for i, v in enumerate(values) if v is not None and v not in classes]
+        return [Problem(str(path), "a label not among zero_shot.classes", [i + 1 for i in bad],
+                        [f"target '{manifest.target.column}': label '{values[i]}'" for i in bad])] if bad else []
+
     dropped: list[Problem] = []
-    splits: dict[str, Split] = {}
-    for name in SPLITS:
-        path = manifest.table_path(name)
-        if path is None:
-            continue
-        frame, root, present, problems = load_table_checked(manifest, path, with_target=labelled)
-        if labelled:
-            values = target_values(manifest.target, frame)[0]
-            bad = [i for i, v in enumerate(values) if v is not None and v not in classes]
-            if bad:
-                problems.append(Problem(str(path), "a label not among zero_shot.classes", [i + 1 for i in bad],
-                                        [f"target '{manifest.target.column}': label '{values[i]}'" for i in bad]))
-        frame, present, numbers = _apply_policy(manifest, frame, present, problems, dropped)
-        if len(frame) == 0:
-            raise DataError(f"{path}: no usable rows left after dropping bad ones")
-        splits[name] = Split(name, str(path), frame, root, present, numbers)
+    splits = _read_tables(manifest, dropped, with_target=labelled, more_problems=unknown_labels if labelled else None)
     return Splits(manifest, splits, dropped, {manifest.target.column: classes} if labelled else {})
 
 
