@@ -99,7 +99,12 @@ def test_ctrl_c_says_where_it_stopped_and_the_rerun_resumes(demo_dir, tmp_path):
     run, log = tmp_path / "run", tmp_path / "run" / "fit.log"
     exe = Path(sys.executable).with_name("mmauto")
     with open(tmp_path / "stderr", "w") as err:
-        proc = subprocess.Popen([str(exe), "fit", str(m), "--out", str(run)], stdout=subprocess.DEVNULL, stderr=err)
+        # A shell without job control starts background commands with SIGINT ignored, and the
+        # child would inherit that (the fit then rightly ignores Ctrl-C): start it as a terminal would.
+        proc = subprocess.Popen(
+            [str(exe), "fit", str(m), "--out", str(run)], stdout=subprocess.DEVNULL, stderr=err,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             deadline = time.time() + 240
             while time.time() < deadline and not re.search(r"^trial 1 .*\n  epoch 1/", log.read_text() if log.exists() else "", re.M):
