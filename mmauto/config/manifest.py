@@ -138,6 +138,7 @@ class SpaceSpec(Strict):
     modality_dropout: Any = None
     hybrid: Any = None
     fallback: Any = None  # heads per input answer rows with an input missing (model/hypermodel.py)
+    input_heads: Any = None  # loss weight of each input's own head (heads/input_heads.py); 0: none
     contrastive_weight: Any = None
     reconstruction_weight: Any = None
     reconstruction: Any = None
@@ -150,7 +151,7 @@ class SpaceSpec(Strict):
         if not isinstance(data, dict):
             return data
         kinds = {"fusion": str, "depth": int, "heads": int, "width": int, "dropout": float,
-                 "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool, "fallback": bool,
+                 "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool, "fallback": bool, "input_heads": float,
                  "contrastive_weight": float, "reconstruction_weight": float, "reconstruction": str,
                  "kl_weight": float, "embedding_width": int}
         out = dict(data)

@@ -22,6 +22,7 @@ from mmauto.data.checks import Splits, table_targets, target_values, targets_pro
 from mmauto.data.keys import feature_key, present_key, split_feature_key
 from mmauto.encoders import ENCODERS
 from mmauto.heads import Head, head_for
+from mmauto.heads.input_heads import InputHeads, with_input_heads
 from mmauto.heads.multi import MultiHead
 from mmauto.modalities import MODALITIES
 
@@ -55,7 +56,8 @@ class Preprocessing:
         elif manifest.task == "zero_shot":  # classes named in the manifest; labels, if any, are scored
             self.head = head_for("zero_shot", t.column if t else "label", tstate["classes"], tstate, threshold)
         elif len(manifest.targets) == 1:
-            self.head: Head | MultiHead = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
+            head = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
+            self.head: Head | MultiHead | InputHeads = with_input_heads(head, list(manifest.inputs), manifest.search.space.input_heads)
         else:
             self.head = MultiHead.build(manifest.targets, tstate["targets"], threshold, manifest.train.loss_weights)
 

@@ -198,17 +198,25 @@ class MultimodalHyperModel(kt.HyperModel):
 
     def _logits(self, hp, fused, pooled_by: dict, keeps: dict):
         """The head's logits from the fused vector; `hybrid` adds one decision per input;
-        `fallback` answers a row with an input missing from the present inputs' own heads."""
-        units = self.prep.head.units
+        `fallback` answers a row with an input missing from the present inputs' own heads.
+        With `input_heads` (heads/input_heads.py) those per-input heads' logits follow the
+        head's, each trained on every row by its own loss."""
+        head = self.prep.head
+        per_input = getattr(head, "main_units", None) is not None
+        units = head.main_units if per_input else head.units
         logits = layers.Dense(units, name="head_logits")(fused)
+        several = len(pooled_by) > 1
         # Unset means on, not searched: the objective scores rows with every input, so a search
         # would drop the heads freely, and with them the answers to rows with an input missing.
-        fallback_setting = self.manifest.search.space.fallback if len(pooled_by) > 1 else False
-        if pick(hp, "fallback", True if fallback_setting is None else fallback_setting, [True, False]):
-            per = [layers.Dense(units, name=f"fallback_{n}")(v) for n, v in pooled_by.items()]
+        fallback_setting = self.manifest.search.space.fallback if several else False
+        fallback = pick(hp, "fallback", True if fallback_setting is None else fallback_setting, [True, False])
+        per = [layers.Dense(units, name=f"fallback_{n}")(v) for n, v in pooled_by.items()] if fallback or per_input else []
+        if fallback:
             logits = PresenceSwitch(len(per), name="fallback")([logits, *per, *(keeps[n] for n in pooled_by)])
-        hybrid_setting = self.manifest.search.space.hybrid if len(pooled_by) > 1 else False
+        hybrid_setting = self.manifest.search.space.hybrid if several else False
         if pick(hp, "hybrid", hybrid_setting, [False, True], default=False):
-            per = [layers.Dense(units, name=f"hybrid_{n}")(v) for n, v in pooled_by.items()]
-            logits = WeightedSum(name="hybrid_logits")([logits, *per])
+            hybrid = [layers.Dense(units, name=f"hybrid_{n}")(v) for n, v in pooled_by.items()]
+            logits = WeightedSum(name="hybrid_logits")([logits, *hybrid])
+        if per_input:
+            logits = layers.Concatenate(name="head_and_input_logits")([logits, *per])
         return logits
