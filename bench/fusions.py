@@ -1,6 +1,8 @@
 """Fusions compared on the same-digit task (issue 14). Not a test: pytest never collects it.
 
-    python bench/fusions.py [--budget 180] [--trials 20] [--fusions concat pairwise ...] [--out DIR]
+    python bench/fusions.py [--budget 180] [--trials 20] [--fusions search concat pairwise ...] [--out DIR]
+
+(`search`: no fusion pinned, the default search space, as a user would run it.)
 
 An MNIST image and an FSDD recording per row; the label says only whether they show the same
 digit (`datasets.same_digit`; chance 0.5). The manifest is fitted once per fusion, with the
@@ -29,7 +31,8 @@ FUSIONS = ("concat", "pairwise", "low_rank", "tensor", "perceiver")
 
 def pinned(manifest: Path, fusion: str, space: dict | None = None) -> Path:
     data = yaml.safe_load(manifest.read_text())
-    data.setdefault("search", {}).setdefault("space", {}).update({**(space or {}), "fusion": fusion})
+    # "search": the fusion left unset, as a user would: the search picks it.
+    data.setdefault("search", {}).setdefault("space", {}).update({**(space or {}), **({} if fusion == "search" else {"fusion": fusion})})
     path = manifest.with_name(f"manifest_{fusion}.yaml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

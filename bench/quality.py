@@ -126,12 +126,14 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=600.0, help="seconds per mmauto fit (default 600)")
     ap.add_argument("--only", nargs="*", choices=sorted(RUNS), help="run only these data sets")
     ap.add_argument("--out", type=Path, default=Path("quality.json"))
+    ap.add_argument("--keep", type=Path, default=None, help="keep the data and run folders here (leaderboards, fit.log)")
     args = ap.parse_args(argv)
     results = {}
     with tempfile.TemporaryDirectory(prefix="mmauto-quality-") as tmp:
+        work = Path(tmp) if args.keep is None else args.keep
         for name in args.only or RUNS:
             try:
-                results[name] = RUNS[name](Path(tmp), args.budget)
+                results[name] = RUNS[name](work, args.budget)
             except Skipped as exc:
                 results[name] = {"skipped": str(exc)}
                 log(f"{name}: skipped: {exc}")

@@ -47,6 +47,8 @@ class InputHeads:
         self.head, self.inputs, self.setting = head, list(inputs), setting
 
     def __getattr__(self, name):  # everything about targets, serving and scores: the head's
+        if name == "head" or name.startswith("__"):  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.head, name)
 
     @property
