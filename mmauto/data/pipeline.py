@@ -56,10 +56,11 @@ class Preprocessing:
         elif manifest.task == "zero_shot":  # classes named in the manifest; labels, if any, are scored
             self.head = head_for("zero_shot", t.column if t else "label", tstate["classes"], tstate, threshold)
         elif len(manifest.targets) == 1:
-            head = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
-            self.head: Head | MultiHead | InputHeads = with_input_heads(head, list(manifest.inputs), manifest.search.space.input_heads)
+            self.head: Head | MultiHead | InputHeads = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
         else:
             self.head = MultiHead.build(manifest.targets, tstate["targets"], threshold, manifest.train.loss_weights)
+        if not manifest.retrieval and manifest.task != "zero_shot":
+            self.head = with_input_heads(self.head, list(manifest.inputs), manifest.search.space.input_heads)
 
     # === Fitting ===
 

@@ -51,8 +51,9 @@ class Head(abc.ABC):
     @abc.abstractmethod
     def units(self) -> int: ...
 
-    def output(self, logits, name: str = "output"):
-        """The model's output tensor from the head's logits (float32 under mixed precision)."""
+    def output(self, logits, name: str = "output", scope: str = ""):
+        """The model's output tensor from the head's logits (float32 under mixed precision).
+        `scope` prefixes the names of any inner layers (one head's copies: input_heads.py)."""
         from keras import layers
 
         return layers.Activation(self.activation, dtype="float32", name=name)(logits)
@@ -63,8 +64,9 @@ class Head(abc.ABC):
     @abc.abstractmethod
     def metrics(self) -> list: ...
 
-    def training(self, hp, model) -> tuple:
-        """(loss, metrics) to compile `model` with (a multi-target model's differ: multi.py)."""
+    def training(self, hp, model, output: str = "output") -> tuple:
+        """(loss, metrics) to compile `model` with (a multi-target model's differ: multi.py);
+        `output`: the name of the head's output layer in `model`."""
         return self.loss(), self.metrics()
 
     def adopt(self, model) -> bool:

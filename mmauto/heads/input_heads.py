@@ -9,6 +9,9 @@ these copies: layers.PresenceSwitch) were trained only on the rows where modalit
 happened to remove another input, about one row in six: from one input they answered 0.07-0.09
 below a model trained on that input alone (bench/RESULTS.md, issue 16).
 
+With several targets (heads/multi.py) each input's copy has every target's head, and the
+copies' losses use the head's learned loss weights (`loss_weights: auto`).
+
 The model's output is the head's own columns, then each input's copy (the same activation),
 side by side; everything that reads a model's output for serving, calibration, ensembles or
 scores reads the first block (`main`), so what the SavedModel serves is unchanged. The loss is
@@ -23,15 +26,16 @@ from typing import Optional
 import keras
 from keras import ops
 
-from mmauto.heads.base import Head
 from mmauto.hp import pick
 
+# The wrapped head's own output layer (a multi-target head's holds its learned loss weights).
+MAIN_OUTPUT = "head_output"
 # Searched when `search.space.input_heads` is unset: each input's copy's loss, relative to the
 # head's own. 0.5 first: with two inputs the copies weigh as much as the head together.
 WEIGHTS = [0.25, 0.5, 1.0]
 
 
-def with_input_heads(head: Head, inputs: list[str], setting) -> Head | InputHeads:
+def with_input_heads(head, inputs: list[str], setting):
     """`head` wrapped with a copy per input when the model has two or more inputs and the
     manifest does not turn the copies off (`input_heads: 0` or `false`)."""
     if len(inputs) < 2 or setting is False or setting == 0:
@@ -40,10 +44,11 @@ def with_input_heads(head: Head, inputs: list[str], setting) -> Head | InputHead
 
 
 class InputHeads:
-    """A single-target head plus one auxiliary copy per input (see the module docstring).
+    """A head (one target's, or a multi-target `MultiHead`) plus one auxiliary copy per input
+    (see the module docstring).
     Answers what the wrapped head answers; the model-facing parts read the first block."""
 
-    def __init__(self, head: Head, inputs: list[str], setting=None):
+    def __init__(self, head, inputs: list[str], setting=None):
         self.head, self.inputs, self.setting = head, list(inputs), setting
 
     def __getattr__(self, name):  # everything about targets, serving and scores: the head's
@@ -71,18 +76,21 @@ class InputHeads:
         from mmauto.layers import TakeColumns
 
         u = self.head.units
-        parts = [self.head.output(TakeColumns(0, u, name="head_block")(logits), name="head_output")]
+        parts = [self.head.output(TakeColumns(0, u, name="head_block")(logits), name=MAIN_OUTPUT)]
         for i, n in enumerate(self.inputs, start=1):
             block = TakeColumns(i * u, (i + 1) * u, name=f"{n}_head_block")(logits)
-            parts.append(self.head.output(block, name=f"{n}_head_output"))
+            parts.append(self.head.output(block, name=f"{n}_head_output", scope=f"{n}_head_"))
         return layers.Concatenate(dtype="float32", name=name)(parts)
 
     def weight(self, hp) -> float:
         return pick(hp, "input_heads", self.setting, WEIGHTS, default=0.5)
 
-    def training(self, hp, model) -> tuple:
-        loss = InputHeadsLoss(self.head.loss(), self.head.units, len(self.inputs), self.weight(hp))
-        return loss, [MainBlockMetric(m, self.head.units) for m in self.head.metrics()]
+    def training(self, hp, model, output: str = "output") -> tuple:
+        """The head's loss on each block (a multi-target head's masked, weighted sum, its
+        learned weights shared by the copies); the head's metrics on the first block."""
+        loss, metrics = self.head.training(hp, model, output=MAIN_OUTPUT)
+        loss = InputHeadsLoss(loss, self.head.units, len(self.inputs), self.weight(hp))
+        return loss, [MainBlockMetric(m, self.head.units) for m in metrics]
 
     # === What reads the model's output ===
 

@@ -95,16 +95,17 @@ class MultiHead:
     def units(self) -> int:
         return sum(h.units for h in self.heads)
 
-    def output(self, logits, name: str = "output"):
+    def output(self, logits, name: str = "output", scope: str = ""):
         """Each target's slice of the logits through its head's activation, side by side; with
-        `loss_weights: auto` the output passes the layer holding the learned weights."""
+        `loss_weights: auto` the output passes the layer holding the learned weights (not in a
+        scoped copy of the heads: the copies' losses use the same weights)."""
         from keras import layers
 
         from mmauto.layers import TakeColumns, TaskUncertainty
 
-        parts = [h.output(TakeColumns(a, b, name=f"{s.name}_logits")(logits), name=f"{s.name}_output")
+        parts = [h.output(TakeColumns(a, b, name=f"{scope}{s.name}_logits")(logits), name=f"{scope}{s.name}_output")
                  for s, h, (a, b) in zip(self.specs, self.heads, self.pred_slices)]
-        if self.loss_weights == "auto":
+        if self.loss_weights == "auto" and not scope:
             return TaskUncertainty(len(parts), dtype="float32", name=name)(layers.Concatenate(dtype="float32", name=f"{name}_targets")(parts))
         return layers.Concatenate(dtype="float32", name=name)(parts)
 
@@ -121,11 +122,12 @@ class MultiHead:
             out.append(pick(hp, f"{s.name}/loss_weight", setting, SECONDARY_WEIGHTS, default=1.0))
         return out
 
-    def training(self, hp, model) -> tuple:
-        """(loss, metrics) to compile `model` with."""
+    def training(self, hp, model, output: str = "output") -> tuple:
+        """(loss, metrics) to compile `model` with; `output`: the name of this head's output
+        layer in `model` (it holds the learned weights of `auto`)."""
         from mmauto.heads.masked import MaskedMetric, MaskedTargetsLoss
 
-        log_vars = model.get_layer("output").log_vars if self.loss_weights == "auto" else None
+        log_vars = model.get_layer(output).log_vars if self.loss_weights == "auto" else None
         parts = [(h.loss(), self.true_slices[i], self.pred_slices[i], self.class_weights.get(s.column))
                  for i, (s, h) in enumerate(zip(self.specs, self.heads))]
         loss = MaskedTargetsLoss(parts, self.weights(hp), log_vars)

@@ -98,7 +98,7 @@ class RetrievalHead(Head):
     def units(self) -> int:
         return len(self.inputs) * self.dim
 
-    def output(self, projected, name: str = "output"):
+    def output(self, projected, name: str = "output", scope: str = ""):
         """`projected`: the inputs' projections side by side, [N, n * dim]."""
         from mmauto.layers import RetrievalEmbeddings
 
@@ -112,7 +112,7 @@ class RetrievalHead(Head):
 
         return [InBatchRecall(len(self.inputs), name="recall_at_1")]
 
-    def training(self, hp, model) -> tuple:
+    def training(self, hp, model, output: str = "output") -> tuple:
         from mmauto.heads.retrieval_losses import InfoNCELoss
 
         return InfoNCELoss(len(self.inputs), model.get_layer("output").logit_scale), self.metrics()
