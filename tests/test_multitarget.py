@@ -127,6 +127,7 @@ def test_two_served_targets_and_an_auxiliary_one(multi_run):
     assert not any(k.startswith("store") for k in outputs) and "probabilities" not in outputs
     card = json.loads((run / "mmauto.json").read_text())
     assert card["targets"]["store"]["auxiliary"] and card["targets"]["store"]["outputs"] is None
+    assert len(card["input_heads"]) >= 2  # each input's copy of every target's head (input_heads.py)
     assert set(card["signatures"]["serving_default"]["outputs"]) == outputs
     assert summary["objective"] == "val_accuracy"  # the primary target's, under its plain name
     stages = summary["stages"]
