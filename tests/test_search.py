@@ -236,10 +236,12 @@ def test_validation_predictions_are_kept_per_trial(hyperband_run):
     assert targets.dtype == np.float32 and targets.ndim == 2
     for tid in completed_trials(hyperband_run["run"]):
         pred = np.load(search / f"trial_{tid}" / "val_predictions.npy")
-        # The demo's target is multiclass: (rows, classes) probabilities; targets are class indices.
+        # The demo's target is multiclass (3 classes): probabilities of the head, then of each
+        # input's copy (text and table; input_heads.py), a block each; targets are class indices.
         assert pred.dtype == np.float32 and pred.shape[0] == targets.shape[0] == targets.size
-        assert np.allclose(pred.sum(axis=1), 1.0, atol=1e-4)
-        assert set(np.unique(targets)) <= set(range(pred.shape[1]))
+        blocks = pred.reshape(len(pred), 3, 3)
+        assert np.allclose(blocks.sum(axis=2), 1.0, atol=1e-4)
+        assert set(np.unique(targets)) <= {0, 1, 2}
     assert not list(search.rglob("*.tmp"))
 
 
@@ -266,6 +268,7 @@ def test_a_shorter_trial_uses_the_rest_of_the_budget():
     t = object.__new__(MmautoTuner)  # only the budget logic: no model, no data
     t.oracle = make_oracle("random", "val_accuracy", 50, 10, 0, 3)
     t.cap, t.epochs, t.reserve, t.deadline = 50, 10, 0.0, 1000.0
+    t.end_cost, t.build_seconds, t.pass_seconds = None, {}, {}  # no ensemble reserve here
     t.stop_reason = t.epoch_cap = None
     t.trial_costs = lambda: [(100.0, 10), (120.0, 10), (80.0, 10)]  # median 100 s, 10 s an epoch
     now = [0.0]
@@ -340,7 +343,8 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
     assert card["ensemble"]["members"] == ens["members"]
     board = json.loads((run / "leaderboard.json").read_text())
     assert board[0]["trial"] == "ensemble" and board[0]["members"] == ens["members"]
-    blend = sum(w * np.load(run / "search" / f"trial_{t}" / "val_predictions.npy") for t, w in zip(ens["members"], ens["weights"]))
+    # The head's block of each member's kept predictions (its input heads' blocks follow it).
+    blend = sum(w * np.load(run / "search" / f"trial_{t}" / "val_predictions.npy")[:, :3] for t, w in zip(ens["members"], ens["weights"]))
     calibration = card.get("calibration") or {}
     if calibration.get("applied"):  # the calibrate stage scales the blend's probabilities
         from mmauto.heads.calibration import softmax, softmax_logits
@@ -422,3 +426,29 @@ def _interrupt_twice(cb):
             time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGINT)  # the second one raises where it lands
             time.sleep(0.05)
+
+
+def test_the_search_keeps_time_for_the_ensemble():
+    """Trials end early enough for the ensemble stage: its members' rebuilds and passes over
+    validation and test, from the trials' measured build and validation-pass seconds."""
+    from types import SimpleNamespace
+
+    from mmauto.run.ensemble import RESERVED_MEMBERS, member_seconds
+    from mmauto.run.search import end_cost
+    from mmauto.search.tuner import MmautoTuner
+
+    class Splits(dict):
+        splits = property(lambda self: self)
+
+    manifest = SimpleNamespace(train=SimpleNamespace(ensemble=True), retrieval=False)
+    data = SimpleNamespace(splits=Splits(validation=SimpleNamespace(rows=100), test=SimpleNamespace(rows=300)))
+    cost = end_cost(SimpleNamespace(manifest=manifest, role="local"), data)
+    assert cost(3.0, 2.0) == RESERVED_MEMBERS * member_seconds(3.0, 8.0)  # a pass over 100 + 300 rows: 4x the 100
+    manifest.train.ensemble = False
+    assert end_cost(SimpleNamespace(manifest=manifest, role="local"), data) is None
+
+    t = SimpleNamespace(end_cost=cost, build_seconds={}, pass_seconds={}, deadline=1000.0)
+    t.end_reserve = lambda: MmautoTuner.end_reserve(t)
+    assert MmautoTuner.trials_deadline(t) == 1000.0  # nothing measured yet
+    t.build_seconds, t.pass_seconds = {"0": 1.0, "1": 3.0, "2": 5.0}, {"0": 2.0, "1": 2.0, "2": 9.0}
+    assert MmautoTuner.trials_deadline(t) == 1000.0 - cost(3.0, 2.0)  # the medians

@@ -61,11 +61,24 @@ def _make_tuner(run: Run, hm, oracle, data: Prepared, cache):
     deadline = None if run.deadline is None else run.deadline - reserve_seconds(run.budget)
     return MmautoTuner(
         hm, oracle, data.datasets, epochs=m.train.epochs, patience=m.train.early_stopping,
-        deadline=deadline, reserve=0.0, max_trials=run.max_trials, cache=cache,
+        deadline=deadline, reserve=0.0, max_trials=run.max_trials, cache=cache, end_cost=end_cost(run, data),
         keep_weights=1 if m.train.ensemble is False else ENSEMBLE_CANDIDATES,
         on_event=run.emit, directory=str(run.run_dir), project_name="search", overwrite=False,
         distribution_strategy=hardware.strategy(),
     )
+
+
+def end_cost(run: Run, data: Prepared):
+    """The seconds the ensemble stage will need after the search, as a function of one
+    trial's measured (build seconds, validation-pass seconds): the search ends that much
+    earlier. None when no ensemble is built here (turned off, retrieval, a worker)."""
+    from mmauto.run.ensemble import RESERVED_MEMBERS, member_seconds
+
+    if run.manifest.train.ensemble is False or run.manifest.retrieval or run.role == "worker":
+        return None
+    rows = {n: data.splits[n].rows if n in data.splits.splits else 0 for n in ("validation", "test")}
+    scale = (rows["validation"] + rows["test"]) / max(rows["validation"], 1)
+    return lambda build, val_pass: RESERVED_MEMBERS * member_seconds(build, val_pass * scale)
 
 
 def _run_trials(run: Run, tuner):

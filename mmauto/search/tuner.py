@@ -36,7 +36,7 @@ class MmautoTuner(kt.Tuner):
 
     def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
                  deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
-                 keep_weights: int = 1, **kwargs):
+                 keep_weights: int = 1, end_cost=None, **kwargs):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.keep_weights = max(1, keep_weights)  # the best trials whose weights stay on disk
         self.data = data
@@ -45,6 +45,11 @@ class MmautoTuner(kt.Tuner):
         self.patience = patience
         self.deadline = deadline
         self.reserve = reserve
+        # (build seconds, validation-pass seconds) -> seconds the stages after the search need
+        # beyond the fixed reserve (the ensemble's members); trials end that much earlier.
+        self.end_cost = end_cost
+        self.build_seconds: dict[str, float] = {}
+        self.pass_seconds: dict[str, float] = {}
         self.cap = max_trials
         self.on_event = on_event or events.ignore
         self.seconds: dict[str, float] = {}
@@ -90,6 +95,7 @@ class MmautoTuner(kt.Tuner):
         frozen = self.hypermodel.frozen(hp) if self.cache is not None else {}
         # keras-tuner's build: a fresh Keras session per trial, inside the distribution strategy.
         model = kt_private.build_trial_model(self, hp)
+        self.build_seconds[trial.trial_id] = time.time() - t0
         if "tuner/trial_id" in hp.values:
             self._continue_from(model, hp.values["tuner/trial_id"])
         train = self._batches("train", hp, frozen, shuffle=True)
@@ -97,7 +103,7 @@ class MmautoTuner(kt.Tuner):
         objective = self.oracle.objective
         initial, epochs = self.trial_epochs(hp)
         best = BestEpoch(objective, kt_private.checkpoint_file(self, trial.trial_id), self._may_be_best)
-        deadline = Deadline(self.deadline, self.clock)
+        deadline = Deadline(self.trials_deadline(), self.clock)
         self.cut.discard(trial.trial_id)  # a trial run again is judged by its new run
         callbacks = [
             best,
@@ -171,7 +177,9 @@ class MmautoTuner(kt.Tuner):
             return
         if best.weights is not None:
             model.set_weights(best.weights)
+        t0 = time.time()
         pred = model.predict(val, verbose=0)
+        self.pass_seconds[trial_id] = time.time() - t0
         save_npy_atomic(Path(self.project_dir) / f"trial_{trial_id}" / "val_predictions.npy", np.asarray(pred, "float32").reshape(len(pred), -1))
 
     def _may_be_best(self, score: float) -> bool:
@@ -267,6 +275,17 @@ class MmautoTuner(kt.Tuner):
             epochs = min(epochs, initial + self.epoch_cap)
         return initial, epochs
 
+    def end_reserve(self) -> float:
+        """Seconds kept after the trials for the ensemble (`end_cost` of the median measured
+        build and validation pass); 0 before any trial has measured them."""
+        if self.end_cost is None or not self.pass_seconds:
+            return 0.0
+        return float(self.end_cost(statistics.median(self.build_seconds.values()), statistics.median(self.pass_seconds.values())))
+
+    def trials_deadline(self) -> Optional[float]:
+        """When trials must end: the deadline less the ensemble's reserve."""
+        return None if self.deadline is None else self.deadline - self.end_reserve()
+
     def _check_budget(self):
         """Before each trial: stop at max_trials; with a deadline, run the next trial in full
         when the median trial fits in the time left, else a shorter one (as many epochs as the
@@ -285,7 +304,7 @@ class MmautoTuner(kt.Tuner):
         if not costs:  # nothing measured yet: the first trial runs, and the Deadline callback bounds it
             return
         estimate = statistics.median(s for s, _ in costs) if costs else 0.0
-        left = self.deadline - self.clock() - self.reserve
+        left = self.trials_deadline() - self.clock() - self.reserve
         if estimate <= left:
             return
         per_epoch = statistics.median(s / max(e, 1) for s, e in costs)
