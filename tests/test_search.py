@@ -429,12 +429,13 @@ def _interrupt_twice(cb):
 
 
 def test_the_search_keeps_time_for_the_ensemble():
-    """Trials end early enough for the ensemble stage: its members' rebuilds and passes over
-    validation and test, from the trials' measured build and validation-pass seconds."""
+    """Trials end early enough for the stages after the search: the exported model's and the
+    ensemble members' builds and passes over validation and test, from the trials' measured
+    build and validation-pass seconds."""
     from types import SimpleNamespace
 
     from mmauto.run.ensemble import RESERVED_MEMBERS, member_seconds
-    from mmauto.run.search import end_cost
+    from mmauto.run.search import SINGLE_BUILDS, SINGLE_PASSES, end_cost
     from mmauto.search.tuner import MmautoTuner
 
     class Splits(dict):
@@ -443,9 +444,11 @@ def test_the_search_keeps_time_for_the_ensemble():
     manifest = SimpleNamespace(train=SimpleNamespace(ensemble=True), retrieval=False)
     data = SimpleNamespace(splits=Splits(validation=SimpleNamespace(rows=100), test=SimpleNamespace(rows=300)))
     cost = end_cost(SimpleNamespace(manifest=manifest, role="local"), data)
-    assert cost(3.0, 2.0) == RESERVED_MEMBERS * member_seconds(3.0, 8.0)  # a pass over 100 + 300 rows: 4x the 100
+    single = SINGLE_BUILDS * 3.0 + SINGLE_PASSES * 8.0  # a pass over 100 + 300 rows: 4x the 100
+    assert cost(3.0, 2.0) == single + RESERVED_MEMBERS * member_seconds(3.0, 8.0)
     manifest.train.ensemble = False
-    assert end_cost(SimpleNamespace(manifest=manifest, role="local"), data) is None
+    assert end_cost(SimpleNamespace(manifest=manifest, role="local"), data)(3.0, 2.0) == single
+    assert end_cost(SimpleNamespace(manifest=manifest, role="worker"), data) is None
 
     t = SimpleNamespace(end_cost=cost, build_seconds={}, pass_seconds={}, deadline=1000.0)
     t.end_reserve = lambda: MmautoTuner.end_reserve(t)

@@ -10,10 +10,16 @@ from mmauto import events
 from mmauto.errors import SearchError
 from mmauto.run.context import Prepared, Run, Searched
 
-# The end of the budget kept for selection, export, evaluation and the report. The floor is
-# what those stages took on 4-input demo runs on 2 loaded cores (`stages` in the summary:
-# select 1-4 s, export 13-18 s, the rest 3-5 s); with 10 s, 40 s budgets ended 12-17 s late.
-RESERVE_FRACTION, RESERVE_MIN, RESERVE_MAX = 0.12, 20.0, 300.0
+# The end of the budget kept for what the trials do not measure (the report, writing files,
+# keras-tuner's bookkeeping); the model passes and builds of the stages after the search are
+# estimated from the trials (`end_cost`). The floor is what those stages took on 4-input demo
+# runs on 2 loaded cores (`stages` in the summary: select 1-4 s, export 13-18 s, the rest
+# 3-5 s); with 10 s, 40 s budgets ended 12-17 s late. Was 12% of the budget, all of it fixed.
+RESERVE_FRACTION, RESERVE_MIN, RESERVE_MAX = 0.05, 20.0, 300.0
+# The stages after the search with the exported model alone, in builds and passes over the
+# validation and test rows of one model: select (a build), calibrate (a validation pass),
+# export (a build, the trace, and the parity rows), evaluate (a pass over both splits).
+SINGLE_BUILDS, SINGLE_PASSES = 3.0, 2.0
 
 
 # The best trials whose weights stay on disk as ensemble members (each a checkpoint file).
@@ -69,16 +75,23 @@ def _make_tuner(run: Run, hm, oracle, data: Prepared, cache):
 
 
 def end_cost(run: Run, data: Prepared):
-    """The seconds the ensemble stage will need after the search, as a function of one
-    trial's measured (build seconds, validation-pass seconds): the search ends that much
-    earlier. None when no ensemble is built here (turned off, retrieval, a worker)."""
+    """The seconds the stages after the search need (the exported model's builds and passes,
+    and an ensemble's members unless turned off), as a function of one trial's measured (build
+    seconds, validation-pass seconds): the trials end that much before the fixed reserve.
+    None for a worker (the chief runs those stages)."""
     from mmauto.run.ensemble import RESERVED_MEMBERS, member_seconds
 
-    if run.manifest.train.ensemble is False or run.manifest.retrieval or run.role == "worker":
+    if run.role == "worker":
         return None
     rows = {n: data.splits[n].rows if n in data.splits.splits else 0 for n in ("validation", "test")}
     scale = (rows["validation"] + rows["test"]) / max(rows["validation"], 1)
-    return lambda build, val_pass: RESERVED_MEMBERS * member_seconds(build, val_pass * scale)
+    members = 0 if run.manifest.train.ensemble is False or run.manifest.retrieval else RESERVED_MEMBERS
+
+    def cost(build: float, val_pass: float) -> float:
+        splits_pass = val_pass * scale
+        return SINGLE_BUILDS * build + SINGLE_PASSES * splits_pass + members * member_seconds(build, splits_pass)
+
+    return cost
 
 
 def _run_trials(run: Run, tuner):
