@@ -453,5 +453,7 @@ def test_the_search_keeps_time_for_the_ensemble():
     t = SimpleNamespace(end_cost=cost, build_seconds={}, pass_seconds={}, deadline=1000.0)
     t.end_reserve = lambda: MmautoTuner.end_reserve(t)
     assert MmautoTuner.trials_deadline(t) == 1000.0  # nothing measured yet
+    t.build_seconds = {"0": 3.0}  # the first trial, built, not yet passed over validation
+    assert MmautoTuner.trials_deadline(t) == 1000.0 - cost(3.0, 0.0)
     t.build_seconds, t.pass_seconds = {"0": 1.0, "1": 3.0, "2": 5.0}, {"0": 2.0, "1": 2.0, "2": 9.0}
     assert MmautoTuner.trials_deadline(t) == 1000.0 - cost(3.0, 2.0)  # the medians

@@ -46,7 +46,7 @@ class MmautoTuner(kt.Tuner):
         self.deadline = deadline
         self.reserve = reserve
         # (build seconds, validation-pass seconds) -> seconds the stages after the search need
-        # beyond the fixed reserve (the ensemble's members); trials end that much earlier.
+        # beyond the fixed reserve (run/search.py end_cost); trials end that much earlier.
         self.end_cost = end_cost
         self.build_seconds: dict[str, float] = {}
         self.pass_seconds: dict[str, float] = {}
@@ -276,14 +276,16 @@ class MmautoTuner(kt.Tuner):
         return initial, epochs
 
     def end_reserve(self) -> float:
-        """Seconds kept after the trials for the ensemble (`end_cost` of the median measured
-        build and validation pass); 0 before any trial has measured them."""
-        if self.end_cost is None or not self.pass_seconds:
+        """Seconds kept after the trials for the stages after the search (`end_cost` of the
+        median measured build and validation pass); the first trial, built but not yet passed
+        over validation, counts its build alone; 0 before any build."""
+        if self.end_cost is None or not self.build_seconds:
             return 0.0
-        return float(self.end_cost(statistics.median(self.build_seconds.values()), statistics.median(self.pass_seconds.values())))
+        passes = statistics.median(self.pass_seconds.values()) if self.pass_seconds else 0.0
+        return float(self.end_cost(statistics.median(self.build_seconds.values()), passes))
 
     def trials_deadline(self) -> Optional[float]:
-        """When trials must end: the deadline less the ensemble's reserve."""
+        """When trials must end: the deadline less the reserve for the stages after them."""
         return None if self.deadline is None else self.deadline - self.end_reserve()
 
     def _check_budget(self):
