@@ -168,6 +168,14 @@ class SpaceSpec(Strict):
                     raise ValueError(f"{key}: {exc}") from None
         return out
 
+    @field_validator("input_heads")
+    @classmethod
+    def _input_heads(cls, v):
+        values = list(v.values()) if isinstance(v, dict) else v if isinstance(v, list) else [v]
+        if any(x is not None and x < 0 for x in values):
+            raise ValueError(f"a loss weight is 0 (off) or more, got {v!r}")
+        return v
+
     @field_validator("reconstruction")
     @classmethod
     def _reconstruction(cls, v):
