@@ -38,6 +38,23 @@ def test_off_with_one_input_or_weight_zero():
     assert wrapped.numpy_outputs(y)["probabilities"].argmax(axis=1).tolist() == [0, 1]
 
 
+def test_ensemble_selection_reads_the_primary_targets_block():
+    """With several targets, ensemble selection scores the primary target's columns of the
+    head's block, on the rows that have it (it read every block once: a shape error)."""
+    from mmauto.config.manifest import TargetSpec
+    from mmauto.heads.input_heads import InputHeads
+    from mmauto.heads.multi import MultiHead
+
+    specs = [TargetSpec(column="label", task="classification"), TargetSpec(column="price", task="regression")]
+    multi = MultiHead.build(specs, {"label": {"classes": ["a", "b", "c"]}, "price": {"mean": 0.0, "std": 1.0}}, 0.5)
+    wrapped = InputHeads(multi, ["image", "audio"])
+    assert wrapped.units == 3 * (3 + 1)
+    pred = np.arange(5 * 12, dtype="float32").reshape(5, 12)
+    targets = np.array([[0, 1.0], [np.nan, 2.0], [2, 0.5], [1, 0.0], [0, 1.0]], "float32")
+    preds, y = wrapped.primary_view({"t": pred}, targets)
+    assert preds["t"].tolist() == pred[[0, 2, 3, 4], :3].tolist() and y.reshape(-1).tolist() == [0, 2, 1, 0]
+
+
 @pytest.fixture(scope="module")
 def no_dropout_run(tmp_path_factory):
     """Modality dropout pinned at 0: no training row lacks an input, so before input heads the

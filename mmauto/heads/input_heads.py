@@ -107,7 +107,7 @@ class InputHeads:
         return self.head.calibrate(self._main(y), targets, train)
 
     def primary_view(self, preds: dict, targets):
-        return {k: self._main(p) for k, p in preds.items()}, targets
+        return self.head.primary_view({k: self._main(p) for k, p in preds.items()}, targets)
 
     def card(self) -> dict:
         return {**self.head.card(), "input_heads": self.inputs}
