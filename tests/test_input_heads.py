@@ -2,14 +2,10 @@
 loss, it answers rows with an input missing even when modality dropout never removed one."""
 
 import json
-import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
-import yaml
-from conftest import run_cli
-from test_e2e import serve
+from test_colearning import answers_without_image, fit_redundant_demo
 
 
 def test_the_loss_is_the_heads_plus_each_inputs_copy():
@@ -59,17 +55,7 @@ def test_ensemble_selection_reads_the_primary_targets_block():
 def no_dropout_run(tmp_path_factory):
     """Modality dropout pinned at 0: no training row lacks an input, so before input heads the
     fallback heads never trained and a row with its image blanked was answered at chance."""
-    from mmauto.data.demo import write_demo
-
-    root = tmp_path_factory.mktemp("input_heads")
-    m = write_demo(root / "data", rows=200, seed=1, redundant=True)
-    data = yaml.safe_load(m.read_text())
-    data["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16, "input_heads": 0.5}}
-    data["train"] = {"epochs": 12, "batch_size": 16, "modality_dropout": 0.0, "learning_rate": 0.003, "early_stopping": False, "seed": 1}
-    m.write_text(yaml.safe_dump(data, sort_keys=False))
-    r = run_cli("fit", m, "--out", root / "run", "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return root / "run", root / "data", json.loads(r.stdout)
+    return fit_redundant_demo(tmp_path_factory.mktemp("input_heads"), {"input_heads": 0.5}, {"modality_dropout": 0.0})
 
 
 def test_a_row_without_its_image_is_answered_by_heads_trained_on_every_row(no_dropout_run, tmp_path):
@@ -77,15 +63,6 @@ def test_a_row_without_its_image_is_answered_by_heads_trained_on_every_row(no_dr
     assert summary["metrics"]["test"]["accuracy"] >= 0.9, summary["metrics"]
     card = json.loads((run / "mmauto.json").read_text())
     assert card["input_heads"] == ["photo", "review", "voice", "meta"]
-    blank = tmp_path / "data"
-    shutil.copytree(data, blank)
-    frame = pd.read_csv(blank / "train.csv")
-    frame["image"] = ""
-    frame.to_csv(blank / "train.csv", index=False)
-    r = run_cli("predict", run, blank / "train.csv", "--out", tmp_path / "p.csv")
-    assert r.returncode == 0, r.stderr[-3000:]
-    preds = pd.read_csv(tmp_path / "p.csv")
-    truth = pd.read_csv(data / "train.csv")["label"]
-    assert (preds["prediction"] == truth).mean() >= 0.95  # 0.78 without the input heads
-    served = serve(run, blank)  # empty image bytes in the SavedModel
-    assert preds["prediction"].tolist() == served["labels"]
+    accuracy, predicted, served = answers_without_image(run, data, tmp_path)
+    assert accuracy >= 0.95  # 0.78 without the input heads
+    assert predicted == served  # empty image bytes in the SavedModel

@@ -37,8 +37,8 @@ WEIGHTS = [0.25, 0.5, 1.0]
 
 def with_input_heads(head, inputs: list[str], setting):
     """`head` wrapped with a copy per input when the model has two or more inputs and the
-    manifest does not turn the copies off (`input_heads: 0` or `false`)."""
-    if len(inputs) < 2 or setting is False or setting == 0:
+    manifest does not turn the copies off (`input_heads: 0`)."""
+    if len(inputs) < 2 or setting == 0:
         return head
     return InputHeads(head, inputs, setting)
 

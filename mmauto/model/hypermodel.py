@@ -19,6 +19,7 @@ from mmauto.data.keys import mask_key, pooled_key, present_key, tokens_key
 from mmauto.data.pipeline import Preprocessing
 from mmauto.encoders import Encoded
 from mmauto.fusion import FUSIONS
+from mmauto.heads.input_heads import InputHeads
 from mmauto.heads.retrieval import EMBEDDING_WIDTHS as RETRIEVAL_WIDTHS
 from mmauto.hp import pick
 from mmauto.layers import FillMask, MissingGate, PresenceSwitch, WeightedSum
@@ -202,7 +203,7 @@ class MultimodalHyperModel(kt.HyperModel):
         With `input_heads` (heads/input_heads.py) those per-input heads' logits follow the
         head's, each trained on every row by its own loss."""
         head = self.prep.head
-        per_input = getattr(head, "main_units", None) is not None
+        per_input = isinstance(head, InputHeads)
         units = head.main_units if per_input else head.units
         logits = layers.Dense(units, name="head_logits")(fused)
         several = len(pooled_by) > 1
