@@ -68,11 +68,13 @@ def main() -> None:
     lines.append(f"| both inputs | {f(both['test'].get('accuracy'))} | - | - |")
     for r in rows:
         lines.append(f"| {r['served']} | {f(r['image+audio model'])} | {f(next(v for k, v in r.items() if k.endswith('-only model')))} | {f(r['gap'])} |")
-    lines += ["", "| fit | test accuracy | test ECE | validation ECE before -> after temperature | temperature kept | trials |", "|---|---|---|---|---|---|"]
+    lines += ["", "| fit | test accuracy | test ECE (its floor) | validation ECE before -> after | calibration served | trials |",
+              "|---|---|---|---|---|---|"]
     for name, got in fits.items():
         c = got["calibration"] or {}
-        lines.append(f"| {name} | {f(got['test'].get('accuracy'))} | {f(got['test'].get('ece'))} | "
-                     f"{f(c.get('ece_before'))} -> {f(c.get('ece_after'))} | {c.get('applied')} | {got['trials']} |")
+        lines.append(f"| {name} | {f(got['test'].get('accuracy'))} | {f(got['test'].get('ece'))} ({f(got['test'].get('ece_floor'))}) | "
+                     f"{f(c.get('ece_before'))} -> {f(c.get('ece_after'))} | {c.get('method') if c.get('applied') else 'none'} | "
+                     f"{got['trials']} |")
     md = "\n".join(lines)
     (out / "missing.md").write_text(md + "\n")
     (out / "missing.json").write_text(json.dumps({"machine": machine(), "budget": args.budget, "fits": fits, "rows": rows}, indent=2, default=str))

@@ -51,7 +51,7 @@ def _fit(manifest: Path, out: Path, budget: float, trials: int) -> dict:
 def _scores(metrics: dict, column: str) -> dict:
     test = metrics.get("test") or {}
     got = (test.get("targets") or {}).get(column) or test
-    return {k: got.get(k) for k in ("accuracy", "macro_f1", "roc_auc")}
+    return {k: got.get(k) for k in ("accuracy", "macro_f1", "roc_auc", "ece", "ece_floor")}
 
 
 def reviews(out: Path, rows: int, budget: float, trials: int, fits_wanted=None) -> list[dict]:
@@ -108,10 +108,11 @@ def same_digit(out: Path, budget: float, trials: int, fits_wanted=None) -> list[
 
 def table(rows: list[dict]) -> str:
     f = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
-    lines = ["| data | fit | target | test accuracy | test macro-F1 | test ROC-AUC | trials | wall s (budget) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | fit | target | test accuracy | test macro-F1 | test ROC-AUC | test ECE (floor) | trials | wall s (budget) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['task']} | {r['fit']} | {r['target']} | {f(r['accuracy'])} | {f(r['macro_f1'])} | {f(r['roc_auc'])} | "
+                     f"{f(r.get('ece'))} ({f(r.get('ece_floor'))}) | "
                      f"{r['trials']} | {r['wall_seconds']:.0f} ({r['budget']:.0f}) |")
     return "\n".join(lines)
 

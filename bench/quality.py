@@ -28,6 +28,11 @@ import pandas as pd
 from common import Skipped, log
 
 
+def _served_calibration(summary: dict):
+    c = (summary.get("calibration") or {}).get("calibration") or {}
+    return c.get("method") if c.get("applied") else None
+
+
 def _mmauto(manifest: Path, out: Path, budget: float) -> dict:
     from mmauto import api
 
@@ -38,7 +43,8 @@ def _mmauto(manifest: Path, out: Path, budget: float) -> dict:
     single = ((ens.get("best_single") or {}).get("metrics") or {}).get("test") or s["metrics"].get("test") or {}
     test = s["metrics"].get("test") or {}
     return {
-        "accuracy": test.get("accuracy"), "roc_auc": test.get("roc_auc"),
+        "accuracy": test.get("accuracy"), "roc_auc": test.get("roc_auc"), "ece": test.get("ece"), "ece_floor": test.get("ece_floor"),
+        "calibration": _served_calibration(s),
         "best_single_accuracy": single.get("accuracy"), "best_single_roc_auc": single.get("roc_auc"),
         "ensemble_members": ens.get("members"), "ensemble_weights": ens.get("weights"),
         "trials": s["trials"], "failed_trials": s["failed_trials"], "wall_seconds": round(wall, 1),

@@ -191,18 +191,24 @@ class Blend(layers.Layer):
     """The weighted sum of several same-shaped outputs with fixed weights (an ensemble's
     average of its members' probabilities or values). `members`: the names of the layers
     whose outputs the weights multiply, in the same order (the export reads which member
-    weighs most)."""
+    weighs most). `column_weights` (one list per member, one weight per output column), when
+    given, replaces `weights` in the sum: a multi-target ensemble weighs its members per
+    target; `weights` stay the primary target's."""
 
-    def __init__(self, weights, members=None, **kwargs):
+    def __init__(self, weights, members=None, column_weights=None, **kwargs):
         super().__init__(**kwargs)
         self.blend_weights = [float(w) for w in weights]
         self.members = list(members) if members is not None else None
+        self.column_weights = [[float(w) for w in row] for row in column_weights] if column_weights is not None else None
 
     def call(self, outputs):
+        if self.column_weights is not None:
+            return sum(ops.convert_to_tensor(w, o.dtype) * o for w, o in zip(self.column_weights, outputs))
         return sum(ops.cast(w, o.dtype) * o for w, o in zip(self.blend_weights, outputs))
 
     def get_config(self):
-        return {**super().get_config(), "weights": self.blend_weights, "members": self.members}
+        return {**super().get_config(), "weights": self.blend_weights, "members": self.members,
+                "column_weights": self.column_weights}
 
 
 @keras.saving.register_keras_serializable("mmauto")

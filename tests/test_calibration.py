@@ -58,14 +58,19 @@ def test_temperature_not_kept_when_already_calibrated_or_switched_off():
     assert np.array_equal(off.expected(sharp), sharp)
 
 
-def test_binary_temperature_and_threshold():
-    rng = np.random.default_rng(0)
-    n = 4000
+def shifted_binary(n=4000, seed=0):
+    """Sigmoid outputs over-confident (logits x2.5) and shifted (positives rarer than the
+    model thinks: the true logit is the model's / 2.5 - 1.5)."""
+    rng = np.random.default_rng(seed)
     z = rng.normal(0, 2, n)
-    y = (rng.random(n) < cal.sigmoid(z - 1.5)).astype(int)  # positives rarer than the model thinks
-    p = cal.sigmoid(2.5 * z).astype("float32")[:, None]  # over-confident and shifted
+    y = (rng.random(n) < cal.sigmoid(z - 1.5)).astype(int)
+    return cal.sigmoid(2.5 * z).astype("float32")[:, None], y
+
+
+def test_binary_temperature_and_threshold():
+    p, y = shifted_binary()
     head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
-    out = head.calibrate(p, y, train_spec())
+    out = head.calibrate(p, y, train_spec(calibrate="temperature"))
     c = out["calibration"]
     assert c["applied"] and c["temperature"] > 1 and c["ece_after"] < c["ece_before"]
     t = out["threshold"]
@@ -78,6 +83,70 @@ def test_binary_temperature_and_threshold():
     labels = served["label"].numpy().astype(str)
     assert (labels == np.where(probs[:, 1] >= t, "yes", "no")).all()
     assert head.card()["threshold"] == t and head.card()["calibration"]["temperature"] == c["temperature"]
+
+
+def test_platt_scaling_fixes_a_shifted_binary_model():
+    """Default `calibrate: true`: a scale and a bias on the logit (vector scaling of one logit,
+    Platt's) win the cross-validation over temperature scaling, which cannot move a shift;
+    the served probabilities equal the numpy ones and fit fresh rows better."""
+    p, y = shifted_binary()
+    head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    c = head.calibrate(p, y, train_spec())["calibration"]
+    cv = c["cross_validated_log_loss"]
+    assert c["method"] == "vector" and c["applied"] and cv["vector"] < cv["temperature"] < cv["none"]
+    assert abs(c["scale"][0] - 0.4) < 0.05 and abs(c["bias"][0] + 1.5) < 0.15  # the true logit is z / 2.5 - 1.5
+    assert head.temperature is None and c["ece_after"] < c["ece_before"] / 3
+    fresh, y2 = shifted_binary(seed=1)
+    pinned = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    pinned.calibrate(p, y, train_spec(calibrate="temperature"))
+    bce = lambda q: -np.mean(y2 * np.log(q[:, 1]) + (1 - y2) * np.log(q[:, 0]))  # noqa: E731
+    assert bce(head.expected(fresh)) < bce(pinned.expected(fresh)) - 0.01
+    served = head.serve(tf.constant(fresh))["probabilities"].numpy()
+    assert np.abs(served - head.expected(fresh)).max() < 1e-5
+    assert head.card()["calibration"]["method"] == "vector"
+
+
+def test_vector_scaling_fixes_per_class_miscalibration():
+    """Three classes, each with its own over-confidence and bias: vector scaling is chosen
+    (per-class scales and biases), raises the accuracy the biases cost, and is what the graph
+    serves; pinned to temperature the same rows keep a worse log loss."""
+    rng = np.random.default_rng(4)
+    n, classes = 3000, ["a", "b", "c"]
+    true = rng.normal(0, 1.5, (n, 3))
+    y = np.array([rng.choice(3, p=q) for q in cal.softmax(true)])
+    probs = cal.softmax(true * [3.0, 1.0, 0.5] + [0.0, 1.5, -1.0]).astype("float32")
+    head = head_for("classification", "label", classes, {"classes": classes})
+    c = head.calibrate(probs, y, train_spec())["calibration"]
+    assert c["method"] == "vector" and c["applied"] and len(c["scale"]) == len(c["bias"]) == 3
+    temp = head_for("classification", "label", classes, {"classes": classes})
+    t = temp.calibrate(probs, y, train_spec(calibrate="temperature"))["calibration"]
+    assert c["log_loss_after"] < t["log_loss_after"] - 0.02 and c["ece_after"] < t["ece_after"]
+    fixed = head.expected(probs)
+    assert np.mean(fixed.argmax(1) == y) > np.mean(probs.argmax(1) == y) + 0.02
+    served = head.serve(tf.constant(probs))["probabilities"].numpy()
+    assert np.abs(served - fixed).max() < 1e-5
+    # with few validation rows (no cross-validation) `true` keeps temperature scaling
+    few = head_for("classification", "label", classes, {"classes": classes})
+    c = few.calibrate(probs[:80], y[:80], train_spec())["calibration"]
+    assert c["method"] == "temperature" and c["cross_validated_log_loss"] is None
+    off = head_for("classification", "label", classes, {"classes": classes})
+    assert off.calibrate(probs, y, train_spec(calibrate=False))["calibration"]["method"] is None and off.vector_scaling is None
+
+
+def test_ece_floor_reads_a_calibrated_model_on_a_small_set():
+    """A perfectly calibrated model scores ECE well above 0 on a few hundred rows; the floor
+    says how much, and shrinks with the rows."""
+    rng = np.random.default_rng(5)
+    conf = rng.uniform(0.5, 1.0, 300)
+    eces = [cal.ece(conf, rng.random(300) < conf) for _ in range(200)]
+    floor = cal.ece_floor(conf)
+    assert 0.03 < floor < 0.08 and abs(floor - np.mean(eces)) < 0.01
+    assert cal.ece_floor(np.tile(conf, 100)) < floor / 5
+    assert cal.ece_floor(np.ones(50)) == 0.0 and cal.ece_floor([]) == 0.0
+    head = head_for("classification", "label", ["a", "b", "c"], {"classes": ["a", "b", "c"]})
+    probs = cal.softmax(rng.normal(0, 2, (300, 3))).astype("float32")
+    scores = head.score(list(rng.choice(["a", "b", "c"], 300)), {"probabilities": probs})
+    assert scores["ece_floor"] == pytest.approx(cal.ece_floor(probs.max(1)))
 
 
 def test_threshold_choice_on_skewed_scores():

@@ -98,3 +98,47 @@ def test_load_reads_a_search_folder(tmp_path):
     loaded, targets = ensemble.load(tmp_path)
     assert sorted(loaded) == ["0", "1", "2"] and np.array_equal(targets, y)
     assert list(ensemble.load(tmp_path, ["1"])[0]) == ["1"]
+
+
+def test_each_target_gets_its_own_members_and_weights():
+    """Two served targets (binary, then 3 classes), an auxiliary one, each input's head copy
+    beside them: trial "a" is right on the first target and guesses the second, "b" the
+    reverse. The first target's weights go to "a" alone, the second's to "b"; the ensemble's
+    columns follow them (auxiliary columns and every copy's columns like the head's), and a
+    Blend with those column weights serves each target from its own trial."""
+    import types
+
+    import keras
+
+    from mmauto.heads.input_heads import InputHeads
+    from mmauto.heads.multi import MultiHead
+    from mmauto.layers import Blend
+    from mmauto.run.ensemble import _column_weights, choose
+
+    spec = lambda column, task, aux=False: types.SimpleNamespace(column=column, name=column, task=task, auxiliary=aux, weight=None)  # noqa: E731
+    specs = [spec("deal", "classification"), spec("stars", "classification"), spec("store", "classification", True)]
+    states = {"deal": {"classes": ["no", "yes"]}, "stars": {"classes": ["1", "2", "3"]}, "store": {"classes": ["x", "y"]}}
+    head = InputHeads(MultiHead.build(specs, states, 0.5), ["photo", "voice"])
+    rng = np.random.default_rng(0)
+    n = 200
+    deal, stars = rng.integers(0, 2, n), rng.integers(0, 3, n)
+    targets = np.stack([deal, stars, rng.integers(0, 2, n)], axis=1).astype("float32")
+    targets[:10, 1] = np.nan  # rows without `stars` still score `deal`
+    sure_deal = np.where(deal == 1, 0.95, 0.05)[:, None]
+    sure_stars = np.eye(3)[stars] * 0.9 + 0.1 / 3
+    block = lambda d, s: np.concatenate([d, s, np.full((n, 1), 0.5)], axis=1)  # noqa: E731
+    a = np.tile(block(sure_deal, np.full((n, 3), 1 / 3)), 3)
+    b = np.tile(block(np.full((n, 1), 0.5), sure_stars), 3)
+    info = choose(head, {"a": a.astype("float32"), "b": b.astype("float32")}, targets, 25)
+    assert info["members"] == ["a", "b"] and info["weights"] == [1.0, 0.0]
+    assert info["targets"]["deal"]["weights"] == [1.0, 0.0] and info["targets"]["stars"]["weights"] == [0.0, 1.0]
+    assert set(info["targets"]) == {"deal", "stars"}
+    columns = _column_weights(head, info)
+    assert columns == [[1.0, 0.0, 0.0, 0.0, 1.0] * 3, [0.0, 1.0, 1.0, 1.0, 0.0] * 3]
+    layer = Blend(info["weights"], column_weights=columns)
+    served = keras.ops.convert_to_numpy(layer([a, b]))
+    assert np.allclose(served[:, 0], a[:, 0]) and np.allclose(served[:, 1:4], b[:, 1:4])
+    assert Blend.from_config(layer.get_config()).column_weights == columns
+    # One target: no per-target weights, the members' weights apply to every column.
+    single = choose(MultiHead.build(specs[:1], states, 0.5), {"a": a[:, :1], "b": b[:, :1]}, targets[:, :1], 25)
+    assert "targets" not in single and _column_weights(None, single) is None

@@ -80,6 +80,7 @@ CASES = [
     (("train", {"kl_weight": -1}), "train.kl_weight", ["greater than or equal to 0"]),
     (("search", {"space": {"kl_weight": "x"}}), "search.space", ["kl_weight: expected a number"]),
     (("search", {"space": {"input_heads": [0.5, -1]}}), "search.space.input_heads", ["0 (off) or more", "-1"]),
+    (("train", {"calibrate": "platt"}), "train.calibrate", ["expected true, false, 'temperature' or 'vector', got 'platt'"]),
     (("colour", "red"), "", ["unknown key 'colour'", "valid keys:"]),
     (("extends", "quik"), "extends", ["did you mean 'quick'"]),
     (("version", 2), "version", ["expected 1"]),

@@ -91,3 +91,54 @@ def test_resume_goes_on_with_the_next_entry(kind, tmp_path):
     assert values[0] == SECOND and values[1] not in (FIRST, SECOND)
     again = make_oracle(kind, tmp_path)
     assert again.portfolio_used == 2 and run_trials(again, 1)[0] not in (FIRST, SECOND)
+
+
+def test_the_pairwise_entry_needs_two_inputs_to_compare():
+    names = lambda inputs: [e.name for e, _ in portfolio.entries_for(inputs)]  # noqa: E731
+    pair = "image/audio pairs: cnn, pairwise comparison"
+    assert pair in names({"image": "image", "audio": "audio"})
+    assert pair in names({"left": "image", "right": "image"})
+    assert pair not in names({"image": "image"}) and pair not in names({"image": "image", "review": "text"})
+
+
+def test_builtin_entries_name_real_hyperparameters(demo_dir, tmp_path):
+    """Every value a built-in entry sets for image + audio inputs is a hyperparameter of the
+    real search space (built once per fusion, so every conditional branch is in it) that
+    allows it: a misspelt name or a value out of its choices would silently fall back to the
+    space's default, or reach a build that never meant it. Resolved against the space a
+    search starts from, the trial gets every value the entry names."""
+    import yaml
+
+    from mmauto.config.manifest import load_manifest
+    from mmauto.data.checks import load_splits
+    from mmauto.data.pipeline import Preprocessing
+    from mmauto.fusion import FUSIONS
+    from mmauto.model.hypermodel import MultimodalHyperModel
+
+    data = yaml.safe_load((demo_dir / "manifest.yaml").read_text())
+    data["data"]["train"] = str(demo_dir / data["data"]["train"])
+    data["inputs"] = {k: v for k, v in data["inputs"].items() if k in ("photo", "voice")}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    m = load_manifest(tmp_path / "m.yaml")
+    hm = MultimodalHyperModel(Preprocessing.fit(m, load_splits(m)))
+    by_name: dict = {}
+    for fname in FUSIONS.names():
+        hp = kt.HyperParameters()
+        hp.values["fusion"] = fname
+        hm.build(hp)
+        for h in hp.space:
+            by_name.setdefault(h.name, []).append(h)
+    used = portfolio.entries_for({"photo": "image", "voice": "audio"})
+    assert [e.name for e, _ in used] == ["image/audio: cnn 32x3", "image/audio pairs: cnn, pairwise comparison"]
+    first = kt.HyperParameters()
+    hm.build(first)  # the space a search starts from: the default fusion's branch only
+    for entry, wanted in used:
+        for name, value in wanted.items():
+            assert name in by_name, f"{entry.name}: no hyperparameter '{name}'"
+            assert any(portfolio.valid(h, value) for h in by_name[name]), f"{entry.name}: {name}={value!r} not allowed"
+        resolved = portfolio.resolve(wanted, first)
+        assert all(resolved[k] == v for k, v in wanted.items()), entry.name
+        trial = first.copy()
+        trial.values = dict(resolved)
+        hm.build(trial)  # as a trial builds it: the values the space did not hold yet are kept
+        assert all(trial.values[k] == v for k, v in wanted.items()), entry.name

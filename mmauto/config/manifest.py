@@ -206,6 +206,9 @@ class SearchSpec(Strict):
         return None if self.time_budget is None else parse_duration(self.time_budget)
 
 
+CALIBRATIONS = ("temperature", "vector")
+
+
 class TrainSpec(Strict):
     epochs: int = Field(20, ge=1, le=100000)
     batch_size: Optional[int] = Field(None, ge=1, le=65536)
@@ -225,9 +228,11 @@ class TrainSpec(Strict):
     # for F1); a value pins it.
     threshold: Optional[float] = Field(None, gt=0, lt=1)
     threshold_metric: Literal["accuracy", "f1"] = "accuracy"
-    # Temperature scaling of classifiers' probabilities and regression's conformal interval,
-    # fitted on validation after the search (stage `calibrate`).
-    calibrate: bool = True
+    # Calibration fitted on validation after the search (stage `calibrate`): classifiers'
+    # probabilities scaled (true: temperature scaling, or vector scaling where it wins a
+    # cross-validation on the validation rows; "temperature" or "vector" pins one; multilabel
+    # keeps one shared temperature), regression's conformal interval; false: none of them.
+    calibrate: Union[bool, Literal[CALIBRATIONS]] = True  # type: ignore[valid-type]
     interval_coverage: float = Field(0.9, gt=0, lt=1)
     # Greedy ensemble selection over the trials: true (up to ENSEMBLE_STEPS picks), a number of
     # picks, or false for the best single trial.
@@ -238,6 +243,13 @@ class TrainSpec(Strict):
     # `weight` given either: auto. Some given: the first target's is 1 and any other left
     # unset is searched among heads/multi.py SECONDARY_WEIGHTS.
     loss_weights: Union[Literal["auto"], dict[str, Any], None] = None
+
+    @field_validator("calibrate", mode="before")
+    @classmethod
+    def _calibrate(cls, v):
+        if v is True or v is False or v in CALIBRATIONS:
+            return v
+        raise ValueError(f"expected true, false, 'temperature' or 'vector', got {v!r}")
 
     @field_validator("loss_weights")
     @classmethod

@@ -103,9 +103,13 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
         "metrics": scores,
         "objective": summary.get("objective"),
         "best_trial": summary.get("best_trial"),
-        # The SavedModel averages these trials' outputs with these weights (None: the best trial alone).
+        # The SavedModel averages these trials' outputs with these weights (None: the best trial
+        # alone); with several targets, each target's outputs with its own `targets` weights.
         "ensemble": ({"members": summary["ensemble"]["members"], "weights": summary["ensemble"]["weights"],
-                      "best_single": summary["ensemble"]["best_single"]} if summary.get("ensemble") else None),
+                      "best_single": summary["ensemble"]["best_single"],
+                      **({"targets": {t: {"weights": v["weights"], "validation": v["validation"], "metric": v["metric"]}
+                                      for t, v in summary["ensemble"]["targets"].items()}}
+                         if summary["ensemble"].get("targets") else {})} if summary.get("ensemble") else None),
         "fusion": hp_values.get("fusion"),
         "encoders": encoders,
         "hyperparameters": hp_values,

@@ -106,6 +106,15 @@ class Head(abc.ABC):
         """The trials' validation predictions and targets that ensemble selection scores."""
         return preds, targets
 
+    def target_views(self, preds: dict, targets: np.ndarray) -> dict:
+        """Per served target, primary first: (head name, predictions, targets) for ensemble
+        selection. One target: the primary view."""
+        return {self.target: (self.name, *self.primary_view(preds, targets))}
+
+    def column_targets(self) -> list:
+        """The served target each column of the model's output belongs to."""
+        return [self.target] * self.units
+
     @abc.abstractmethod
     def output_specs(self) -> dict:
         """The model card's description of the served outputs."""
@@ -128,14 +137,22 @@ class Head(abc.ABC):
 
     @property
     def calibration(self) -> Optional[dict]:
-        """The fitted temperature scaling (see heads/calibration.py), or None."""
+        """The fitted temperature or vector scaling (see heads/calibration.py), or None."""
         return self.state.get("calibration")
 
     @property
     def temperature(self) -> Optional[float]:
-        """The temperature `serve` applies, or None (not fitted, or not kept)."""
+        """The temperature `serve` applies, or None (not fitted, not kept, or vector scaling)."""
         c = self.calibration
-        return float(c["temperature"]) if c and c.get("applied") else None
+        return float(c["temperature"]) if c and c.get("applied") and c.get("method", "temperature") == "temperature" else None
+
+    @property
+    def vector_scaling(self) -> Optional[tuple]:
+        """The (scale, bias) float32 arrays `serve` applies to the logits, or None."""
+        c = self.calibration
+        if not (c and c.get("applied") and c.get("method") == "vector"):
+            return None
+        return np.asarray(c["scale"], "float32"), np.asarray(c["bias"], "float32")
 
     def key(self, output: str) -> str:
         return f"{self.prefix}{output}"

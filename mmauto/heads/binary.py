@@ -12,7 +12,7 @@ from mmauto.heads.classification import MulticlassHead
 @HEADS.register("binary")
 class BinaryHead(MulticlassHead):
     """One sigmoid unit (the probability of `classes[1]`); serves both classes' probabilities
-    (temperature-scaled when fitted) and the label: `classes[1]` where its probability is at or
+    (temperature- or Platt-scaled when fitted) and the label: `classes[1]` where its probability is at or
     above the decision threshold (chosen on validation, or `train.threshold` when pinned)."""
 
     activation = "sigmoid"
@@ -47,8 +47,11 @@ class BinaryHead(MulticlassHead):
     def probabilities(self, y):
         import tensorflow as tf
 
-        t = self.temperature
-        p = y[:, 0] if t is None else cal.tf_sigmoid_scaled(y[:, 0], t)
+        t, v = self.temperature, self.vector_scaling
+        if v is not None:
+            p = cal.tf_sigmoid_vector(y[:, 0], v[0][0], v[1][0])
+        else:
+            p = y[:, 0] if t is None else cal.tf_sigmoid_scaled(y[:, 0], t)
         return tf.stack([1.0 - p, p], axis=1)
 
     def serve(self, y):
@@ -61,7 +64,9 @@ class BinaryHead(MulticlassHead):
     def _positive(self, y) -> np.ndarray:
         """The served probability of `classes[1]` (numpy, float32) from the model's output."""
         p = np.asarray(y, "float32")[:, 0]
-        t = self.temperature
+        t, v = self.temperature, self.vector_scaling
+        if v is not None:
+            return cal.sigmoid(cal.sigmoid_logits(p) * v[0][0] + v[1][0]).astype("float32")
         return p if t is None else cal.sigmoid(cal.sigmoid_logits(p) / t).astype("float32")
 
     def expected(self, y):
@@ -75,11 +80,16 @@ class BinaryHead(MulticlassHead):
         """ECE on the probability of `classes[1]` against the rows being `classes[1]`."""
         return cal.ece(np.asarray(probs, "float64")[:, 1], np.asarray(index) == 1)
 
+    def ece_floor(self, probs):
+        return cal.ece_floor(np.asarray(probs, "float64")[:, 1])
+
     def calibrate(self, y, targets, train):
         positive = np.asarray(targets).reshape(-1).astype(int)
         z = cal.sigmoid_logits(np.asarray(y)[:, 0])
         info = cal.temperature_report(z, lambda t: cal.sigmoid_nll(z, positive, t),
-                                      lambda t: cal.ece(cal.sigmoid(z / t), positive), train.calibrate)
+                                      lambda t: cal.ece(cal.sigmoid(z / t), positive), train.calibrate in (True, "temperature"))
+        if train.calibrate in (True, "vector"):  # one logit: a scale and a bias (Platt scaling)
+            info = cal.vector_report(z, positive, "sigmoid", train.calibrate, info, lambda s: cal.ece(cal.sigmoid(s), positive))
         self.state["calibration"] = info
         if train.threshold is None:  # chosen on the calibrated probabilities, as served
             threshold = cal.choose_threshold(self._positive(y), positive, train.threshold_metric)

@@ -68,8 +68,11 @@ class MulticlassHead(Head):
         return self._index(values)
 
     def probabilities(self, y):
-        """(N, C) served probabilities from the model's output (TF): temperature-scaled when fitted."""
-        t = self.temperature
+        """(N, C) served probabilities from the model's output (TF): temperature- or
+        vector-scaled when fitted."""
+        t, v = self.temperature, self.vector_scaling
+        if v is not None:
+            return cal.tf_softmax_vector(y, *v)
         return y if t is None else cal.tf_softmax_scaled(y, t)
 
     def serve(self, y):
@@ -81,7 +84,9 @@ class MulticlassHead(Head):
 
     def expected(self, y):
         y = np.asarray(y, "float32")
-        t = self.temperature
+        t, v = self.temperature, self.vector_scaling
+        if v is not None:
+            return cal.softmax(cal.softmax_logits(y) * v[0] + v[1]).astype("float32")
         return y if t is None else cal.softmax(cal.softmax_logits(y) / t).astype("float32")
 
     def predicted(self, probs: np.ndarray) -> np.ndarray:
@@ -93,11 +98,18 @@ class MulticlassHead(Head):
         probs = np.asarray(probs, "float64")
         return cal.ece(probs.max(axis=1), probs.argmax(axis=1) == index)
 
+    def ece_floor(self, probs: np.ndarray) -> float:
+        """What `ece` would read for a perfectly calibrated model with these probabilities on
+        this many rows (heads/calibration.py `ece_floor`)."""
+        return cal.ece_floor(np.asarray(probs, "float64").max(axis=1))
+
     def calibrate(self, y, targets, train):
         index = np.asarray(targets).reshape(-1).astype(int)
         z = cal.softmax_logits(y)
         info = cal.temperature_report(z, lambda t: cal.softmax_nll(z, index, t),
-                                      lambda t: self.ece(cal.softmax(z / t), index), train.calibrate)
+                                      lambda t: self.ece(cal.softmax(z / t), index), train.calibrate in (True, "temperature"))
+        if train.calibrate in (True, "vector"):
+            info = cal.vector_report(z, index, "softmax", train.calibrate, info, lambda s: self.ece(cal.softmax(s), index))
         self.state["calibration"] = info
         return {"calibration": info}
 
@@ -140,6 +152,7 @@ class MulticlassHead(Head):
             "log_loss": float(log_loss(y, _normalised(probs), labels=labels)),
             "roc_auc": float(np.mean(aucs)) if aucs else None,
             "ece": self.ece(probs, y),
+            "ece_floor": self.ece_floor(probs),
             "confusion_matrix": {"labels": self.classes, "matrix": confusion_matrix(y, pred, labels=labels).tolist()},
             "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
                           for i, c in enumerate(self.classes)},

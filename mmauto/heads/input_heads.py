@@ -109,6 +109,13 @@ class InputHeads:
     def primary_view(self, preds: dict, targets):
         return self.head.primary_view({k: self._main(p) for k, p in preds.items()}, targets)
 
+    def target_views(self, preds: dict, targets) -> dict:
+        return self.head.target_views({k: self._main(p) for k, p in preds.items()}, targets)
+
+    def column_targets(self) -> list:
+        """Each copy's columns belong to the targets of the head's columns in the same place."""
+        return self.head.column_targets() * (1 + len(self.inputs))
+
     def card(self) -> dict:
         return {**self.head.card(), "input_heads": self.inputs}
 

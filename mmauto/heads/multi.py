@@ -236,6 +236,25 @@ class MultiHead:
                 info[s.column] = got
         return info or None
 
+    def target_views(self, preds: dict, targets: np.ndarray) -> dict:
+        """Each served target's columns of the predictions and of the targets, on the rows that
+        have it, primary first (ensemble selection chooses members and weights per target)."""
+        out = {}
+        for i in sorted(range(len(self.specs)), key=lambda i: self.heads[i] is not self.primary):
+            s, h = self.specs[i], self.heads[i]
+            if s.auxiliary:
+                continue
+            (a, b), (c, d) = self.true_slices[i], self.pred_slices[i]
+            have = ~np.isnan(targets[:, a])
+            if have.any():
+                out[s.column] = (h.name, {k: np.asarray(p)[have, c:d] for k, p in preds.items()}, targets[have, a:b])
+        return out
+
+    def column_targets(self) -> list:
+        """Each output column's target; an auxiliary target's columns count as the primary's."""
+        return [self.primary.target if s.auxiliary else s.column
+                for s, (a, b) in zip(self.specs, self.pred_slices) for _ in range(b - a)]
+
     def primary_view(self, preds: dict, targets: np.ndarray) -> tuple:
         """The trials' validation predictions ({trial: [N, units]}) and the targets, cut to the
         primary target's columns and the rows that have it (for ensemble selection)."""

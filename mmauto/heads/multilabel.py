@@ -119,4 +119,4 @@ class MultilabelHead(Head):
                 "label_accuracy": float((pred == y).mean()),
                 "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
                 "roc_auc": float(np.mean(aucs)) if aucs else None,
-                "ece": cal.ece(probs, y)}  # every (row, label) probability against the label being present
+                "ece": cal.ece(probs, y), "ece_floor": cal.ece_floor(probs)}  # every (row, label) probability against the label being present

@@ -8,8 +8,10 @@ import keras
 from mmauto.layers import Blend
 
 
-def ensemble_model(members: dict[str, tuple[keras.Model, list[str]]], weights: list[float], name: str = "ensemble") -> keras.Model:
-    """`members`: trial id -> (whole-graph model, its input keys), in the order of `weights`.
+def ensemble_model(members: dict[str, tuple[keras.Model, list[str]]], weights: list[float], name: str = "ensemble",
+                   column_weights=None) -> keras.Model:
+    """`members`: trial id -> (whole-graph model, its input keys), in the order of `weights`;
+    `column_weights`: per member, one weight per output column (see layers.Blend), or None.
 
     Each member keeps its own layers under the name `trial_<id>`; inputs with the same key
     (the same input and encoder preprocessing) are shared."""
@@ -24,7 +26,9 @@ def ensemble_model(members: dict[str, tuple[keras.Model, list[str]]], weights: l
         member = keras.Model(model.input, model.output, name=f"trial_{tid}")
         outputs.append(member({k: inputs[k] for k in keys}))
     names = [f"trial_{tid}" for tid in members]
-    out = outputs[0] if len(outputs) == 1 else Blend(weights, members=names, dtype="float32", name="ensemble_blend")(outputs)
+    if len(outputs) == 1:
+        return keras.Model(inputs, outputs[0], name=name)
+    out = Blend(weights, members=names, column_weights=column_weights, dtype="float32", name="ensemble_blend")(outputs)
     return keras.Model(inputs, out, name=name)
 
 

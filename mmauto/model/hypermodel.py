@@ -118,6 +118,9 @@ class MultimodalHyperModel(kt.HyperModel):
         space, train = m.search.space, m.train
         names = list(m.inputs)
         width = pick(hp, "width", space.width, [32, 64], default=32)
+        # Read by the tuner at fit time; registered here so the space holds it from the first
+        # build (the portfolio resolves against that space, a pinned batch size included).
+        self.batch_size(hp)
         if m.retrieval:  # no modality dropout: dropping one side of a pair leaves nothing to match
             return self._compile(hp, *self._retrieval(hp, width))
         dropout = pick(hp, "dropout", space.dropout, [0.0, 0.1, 0.3], default=0.1)

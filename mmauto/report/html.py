@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from mmauto.errors import RunError
-from mmauto.heads.calibration import ECE_BINS
+from mmauto.heads.calibration import ECE_BINS, ece_floor
 
 PLOTS = ("trials.png", "learning_curves.png", "confusion_matrix.png", "residuals.png", "calibration.png", "ablation.png")
 DPI = 110
@@ -350,11 +350,7 @@ def _fitted_calibration(card: dict) -> str:
     said = []
     c = card.get("calibration")
     if c and c.get("method"):
-        ece = f"validation ECE ({c.get('ece_bins', 15)} bins) {_num(c.get('ece_before'))} -> {_num(c.get('ece_after'))}"
-        said.append(f"Temperature scaling: T = {_num(c['temperature'])}, {ece}, log loss {_num(c.get('log_loss_before'))} -> "
-                    f"{_num(c.get('log_loss_after'))}." if c.get("applied") else
-                    f"Temperature scaling not kept: {c.get('not_kept') or 'it did not lower the validation log loss'} "
-                    f"(fitted T = {_num(c.get('fitted_temperature'))}; {ece}).")
+        said.append(_scaling_line(c))
     how = f"chosen on validation for {card['threshold_chosen_for']}" if card.get("threshold_chosen_for") else "pinned by train.threshold"
     if card.get("thresholds"):
         said.append("Label thresholds (" + how + "): " + ", ".join(f"{k} {_num(v)}" for k, v in card["thresholds"].items()) + ".")
@@ -365,6 +361,22 @@ def _fitted_calibration(card: dict) -> str:
         said.append(f"Served interval value_lower/value_upper: value -+ {_num(i.get('half_width'))}, a {i['coverage']:.0%} "
                     f"split-conformal interval from {i.get('rows')} validation rows (see interval_coverage in the metrics).")
     return f"<p>{_e(' '.join(said))}</p>" if said else ""
+
+
+def _scaling_line(c: dict) -> str:
+    """What temperature or vector scaling did on validation (the card's `calibration`)."""
+    ece = f"validation ECE ({c.get('ece_bins', 15)} bins) {_num(c.get('ece_before'))} -> {_num(c.get('ece_after'))}"
+    loss = f"log loss {_num(c.get('log_loss_before'))} -> {_num(c.get('log_loss_after'))}"
+    cv = c.get("cross_validated_log_loss")
+    chosen = (" (it beat temperature scaling in a cross-validation on the validation rows; held-out log loss: "
+              + ", ".join(f"{k} {_num(v)}" for k, v in cv.items()) + ")") if cv else ""
+    if not c.get("applied"):
+        what = "Vector scaling" if c["method"] == "vector" else "Temperature scaling"
+        return (f"{what} not kept: {c.get('not_kept') or 'it did not lower the validation log loss'} "
+                f"(fitted T = {_num(c.get('fitted_temperature'))}; {ece}).")
+    if c["method"] == "vector":
+        return f"Vector scaling (a scale and a bias per class logit){chosen}: {ece}, {loss}."
+    return f"Temperature scaling: T = {_num(c['temperature'])}, {ece}, {loss}."
 
 
 def _calibration(head: str, preds, split: str, out: Path) -> str:
@@ -400,7 +412,9 @@ def _calibration(head: str, preds, split: str, out: Path) -> str:
     bottom.set(xlabel="top-class probability", ylabel="rows")
     return _embed(fig, out / "calibration.png",
                   f"Accuracy against the top-class probability in {bins} bins on the {split} split ({len(rows)} rows); "
-                  f"points under the diagonal are over-confident.")
+                  f"points under the diagonal are over-confident. On this many rows even a perfectly calibrated model "
+                  f"would read an ECE of about {ece_floor(conf, bins):.4f} (the ECE's floor): an ECE near it cannot be "
+                  f"told from calibrated.")
 
 
 def _ablation(ablation, out: Path) -> str:

@@ -52,11 +52,9 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
     preds, targets = selection.load(Path(searched.tuner.project_dir), candidates)
     if len(preds) < 2:
         return selected
-    preds, targets = data.prep.head.primary_view(preds, targets)
-    chosen = selection.select(preds, targets, selection.scorer(data.prep.head.name), size=size)
-    info = {"members": chosen.members, "weights": [round(w, 6) for w in chosen.weights], "metric": chosen.metric,
-            "validation": chosen.score, "best_single": {"trial": chosen.best_single, "validation": chosen.best_single_score}}
-    if len(chosen.members) < 2:
+    info = choose(data.prep.head, preds, targets, size)
+    members = info["members"]
+    if len(members) < 2:
         return selected
     # The exported model will be the ensemble: score the best single trial now, on the same
     # splits, so the report and the bench can compare the two. That pass also times one
@@ -64,14 +62,50 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
     t0 = time.time()
     info["best_single"]["metrics"] = _scores(data, selected)
     per_member = member_seconds(run.stage_seconds.get("select", 0.0), time.time() - t0)
-    cost = len(chosen.members) * per_member
+    cost = len(members) * per_member
     if run.deadline is not None and time.time() + cost > run.deadline:
-        run.emit(events.Notice(text=f"ensemble of trials {', '.join(chosen.members)} skipped to keep the time budget "
+        run.emit(events.Notice(text=f"ensemble of trials {', '.join(members)} skipped to keep the time budget "
                                     f"(about {cost:.0f}s more); exporting the best trial alone"))
         return selected
-    run.emit(events.EnsembleChosen(members=chosen.members, weights=chosen.weights, metric=chosen.metric,
-                                   validation=chosen.score, best_single=chosen.best_single_score))
-    return _build(searched, selected, chosen, info)
+    run.emit(events.EnsembleChosen(members=members, weights=info["weights"], metric=info["metric"],
+                                   validation=info["validation"], best_single=info["best_single"]["validation"]))
+    return _build(searched, selected, data.prep.head, info)
+
+
+def choose(head, preds: dict, targets, size: int) -> dict:
+    """Greedy selection on the trials' validation predictions: members, the primary target's
+    weights over them, its validation loss and best single trial; with several served
+    targets, `targets`: each one's weights, chosen on its own validation loss (the search
+    ranked the trials by the primary target alone), over the union of the members."""
+    from mmauto.search import ensemble as selection
+
+    views = head.target_views(preds, targets)  # primary first
+    per_target = {t: selection.select(p, y, selection.scorer(kind), size=size) for t, (kind, p, y) in views.items()}
+    chosen = next(iter(per_target.values()))
+    members = list(dict.fromkeys(m for c in per_target.values() for m in c.members))
+    info = {"members": members, "weights": _weights_over(chosen, members), "metric": chosen.metric,
+            "validation": chosen.score, "best_single": {"trial": chosen.best_single, "validation": chosen.best_single_score}}
+    if len(per_target) > 1:
+        info["targets"] = {t: {"weights": _weights_over(c, members), "metric": c.metric, "validation": c.score,
+                               "best_single": {"trial": c.best_single, "validation": c.best_single_score}}
+                           for t, c in per_target.items()}
+    return info
+
+
+def _weights_over(chosen, members: list[str]) -> list[float]:
+    """A selection's weights over `members` (0 for a member it did not pick)."""
+    got = dict(zip(chosen.members, chosen.weights))
+    return [round(got.get(m, 0.0), 6) for m in members]
+
+
+def _column_weights(head, info: dict):
+    """Per member, one weight per output column from each column's target's weights; None
+    for one served target (the members' weights apply to every column)."""
+    targets = info.get("targets")
+    if not targets:
+        return None
+    columns = head.column_targets()
+    return [[targets[t]["weights"][i] for t in columns] for i in range(len(info["members"]))]
 
 
 def _scores(data: Prepared, selected: Selected) -> dict:
@@ -103,12 +137,12 @@ def _candidates(searched: Searched) -> list[str]:
     return out
 
 
-def _build(searched: Searched, selected: Selected, chosen, info: dict) -> Selected:
+def _build(searched: Searched, selected: Selected, head, info: dict) -> Selected:
     from mmauto.model.ensemble import ensemble_model
     from mmauto.run.select import whole_model
 
     members, encoders, keys = {}, {}, []
-    for tid in chosen.members:
+    for tid in info["members"]:
         trial = searched.tuner.oracle.get_trial(tid)
         model, enc, k = whole_model(searched, trial)
         members[tid] = (model, k)
@@ -117,6 +151,6 @@ def _build(searched: Searched, selected: Selected, chosen, info: dict) -> Select
             if etype not in encoders[name]:
                 encoders[name].append(etype)
         keys += [x for x in k if x not in keys]
-    model = ensemble_model(members, chosen.weights)
+    model = ensemble_model(members, info["weights"], column_weights=_column_weights(head, info))
     encoders = {n: e[0] if len(e) == 1 else e for n, e in encoders.items()}
     return Selected(selected.trial_id, selected.score, selected.hp, model, encoders, keys, ensemble=info)
