@@ -41,11 +41,12 @@ def pinned(manifest: Path, fusion: str, space: dict | None = None) -> Path:
 def fit_fusion(manifest: Path, fusion: str, out: Path, budget: float, trials: int, epochs=None, space=None) -> dict:
     from mmauto import api
 
-    def on_event(kind, **kw):
-        if kind == "trial_end":
-            t = kw["trial"]
+    def on_event(event):  # mmauto.events.Event objects
+        if event.kind == "trial_end":
+            t = event.trial
             score = f"{t.score:.4f}" if t.score is not None else "-"
-            log(f"  {fusion}: trial {t.trial_id} {str(t.status).lower()} score={score}")
+            fused = t.hyperparameters.values.get("fusion", fusion)
+            log(f"  {fusion}: trial {t.trial_id} ({fused}) {str(t.status).lower()} score={score} in {event.seconds or 0:.0f}s")
 
     log(f"{fusion}: fit, budget {budget:.0f}s, up to {trials} trials")
     t0 = time.perf_counter()

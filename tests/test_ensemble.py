@@ -142,3 +142,13 @@ def test_each_target_gets_its_own_members_and_weights():
     # One target: no per-target weights, the members' weights apply to every column.
     single = choose(MultiHead.build(specs[:1], states, 0.5), {"a": a[:, :1], "b": b[:, :1]}, targets[:, :1], 25)
     assert "targets" not in single and _column_weights(None, single) is None
+
+
+def test_an_ensemble_too_large_for_the_time_left_keeps_its_heaviest_members():
+    from mmauto.run.ensemble import heaviest
+
+    info = {"members": ["a", "b", "c", "d"], "weights": [0.1, 0.5, 0.0, 0.4]}
+    assert heaviest(info, 2) == ["b", "d"] and heaviest(info, 4) == ["a", "b", "c", "d"]
+    # several targets: a member heavy for any of them counts
+    info["targets"] = {"x": {"weights": [0.1, 0.5, 0.0, 0.4]}, "y": {"weights": [0.0, 0.0, 0.9, 0.1]}}
+    assert heaviest(info, 2) == ["b", "c"]
