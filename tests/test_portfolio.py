@@ -101,22 +101,33 @@ def test_the_pairwise_entry_needs_two_inputs_to_compare():
     assert pair not in names({"image": "image"}) and pair not in names({"image": "image", "review": "text"})
 
 
-def test_builtin_entries_name_real_hyperparameters(demo_dir, tmp_path):
+def test_settings_for_one_head_go_only_to_that_heads_searches():
+    pair = "image/audio pairs: cnn, pairwise comparison"
+    inputs = {"image": "image", "audio": "audio"}
+    wanted = {head: next(w for e, w in portfolio.entries_for(inputs, head=head) if e.name == pair) for head in ("binary", "multiclass", None)}
+    assert wanted["binary"]["match_weight"] == 0.5
+    assert "match_weight" not in wanted["multiclass"] and "match_weight" not in wanted[None]
+
+
+def test_builtin_entries_name_real_hyperparameters(tmp_path):
     """Every value a built-in entry sets for image + audio inputs is a hyperparameter of the
     real search space (built once per fusion, so every conditional branch is in it) that
     allows it: a misspelt name or a value out of its choices would silently fall back to the
     space's default, or reach a build that never meant it. Resolved against the space a
-    search starts from, the trial gets every value the entry names."""
+    search starts from, the trial gets every value the entry names. A binary label (yes/no),
+    so the settings entries keep for the binary head are in the space too."""
     import yaml
 
     from mmauto.config.manifest import load_manifest
     from mmauto.data.checks import load_splits
+    from mmauto.data.demo import write_demo
     from mmauto.data.pipeline import Preprocessing
     from mmauto.fusion import FUSIONS
     from mmauto.model.hypermodel import MultimodalHyperModel
 
-    data = yaml.safe_load((demo_dir / "manifest.yaml").read_text())
-    data["data"]["train"] = str(demo_dir / data["data"]["train"])
+    manifest = write_demo(tmp_path / "data", rows=40, seed=0, redundant=True)
+    data = yaml.safe_load(manifest.read_text())
+    data["data"]["train"] = str(manifest.parent / data["data"]["train"])
     data["inputs"] = {k: v for k, v in data["inputs"].items() if k in ("photo", "voice")}
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     m = load_manifest(tmp_path / "m.yaml")
@@ -128,8 +139,9 @@ def test_builtin_entries_name_real_hyperparameters(demo_dir, tmp_path):
         hm.build(hp)
         for h in hp.space:
             by_name.setdefault(h.name, []).append(h)
-    used = portfolio.entries_for({"photo": "image", "voice": "audio"})
+    used = portfolio.entries_for({"photo": "image", "voice": "audio"}, head=hm.prep.head.name)
     assert [e.name for e, _ in used] == ["image/audio: cnn 32x3", "image/audio pairs: cnn, pairwise comparison"]
+    assert used[1][1]["match_weight"] == 0.5
     first = kt.HyperParameters()
     hm.build(first)  # the space a search starts from: the default fusion's branch only
     for entry, wanted in used:

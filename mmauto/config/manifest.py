@@ -140,6 +140,7 @@ class SpaceSpec(Strict):
     fallback: Any = None  # heads per input answer rows with an input missing (model/hypermodel.py)
     input_heads: Any = None  # loss weight of each input's own head (heads/input_heads.py); 0: none
     contrastive_weight: Any = None
+    match_weight: Any = None  # binary target: contrastive loss on the positive rows (heads/matching.py)
     reconstruction_weight: Any = None
     reconstruction: Any = None
     kl_weight: Any = None
@@ -152,7 +153,7 @@ class SpaceSpec(Strict):
             return data
         kinds = {"fusion": str, "depth": int, "heads": int, "width": int, "dropout": float,
                  "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool, "fallback": bool, "input_heads": float,
-                 "contrastive_weight": float, "reconstruction_weight": float, "reconstruction": str,
+                 "contrastive_weight": float, "match_weight": float, "reconstruction_weight": float, "reconstruction": str,
                  "kl_weight": float, "embedding_width": int}
         out = dict(data)
         for key, kind in kinds.items():
@@ -168,9 +169,9 @@ class SpaceSpec(Strict):
                     raise ValueError(f"{key}: {exc}") from None
         return out
 
-    @field_validator("input_heads")
+    @field_validator("input_heads", "match_weight")
     @classmethod
-    def _input_heads(cls, v):
+    def _loss_weight(cls, v):
         values = list(v.values()) if isinstance(v, dict) else v if isinstance(v, list) else [v]
         if any(x is not None and x < 0 for x in values):
             raise ValueError(f"a loss weight is 0 (off) or more, got {v!r}")
@@ -216,6 +217,8 @@ class TrainSpec(Strict):
     early_stopping: Union[bool, int] = 3
     modality_dropout: Optional[float] = Field(None, ge=0, le=0.9)
     contrastive_weight: Optional[float] = Field(None, ge=0, le=10)
+    # A binary target's positive rows as matched pairs of inputs (heads/matching.py); 0: off.
+    match_weight: Optional[float] = Field(None, ge=0, le=10)
     reconstruction_weight: Optional[float] = Field(None, ge=0, le=10)
     reconstruction: Optional[Literal[RECONSTRUCTIONS]] = None  # type: ignore[valid-type]
     kl_weight: Optional[float] = Field(None, ge=0, le=10)

@@ -23,6 +23,7 @@ from mmauto.data.keys import feature_key, present_key, split_feature_key
 from mmauto.encoders import ENCODERS
 from mmauto.heads import Head, head_for
 from mmauto.heads.input_heads import InputHeads, with_input_heads
+from mmauto.heads.matching import Matching, with_matching
 from mmauto.heads.multi import MultiHead
 from mmauto.modalities import MODALITIES
 
@@ -56,11 +57,14 @@ class Preprocessing:
         elif manifest.task == "zero_shot":  # classes named in the manifest; labels, if any, are scored
             self.head = head_for("zero_shot", t.column if t else "label", tstate["classes"], tstate, threshold)
         elif len(manifest.targets) == 1:
-            self.head: Head | MultiHead | InputHeads = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
+            self.head: Head | MultiHead | InputHeads | Matching = head_for(t.task, t.column, tstate.get("classes"), tstate, threshold)
         else:
             self.head = MultiHead.build(manifest.targets, tstate["targets"], threshold, manifest.train.loss_weights)
         if not manifest.retrieval and manifest.task != "zero_shot":
             self.head = with_input_heads(self.head, list(manifest.inputs), manifest.search.space.input_heads)
+            train, space = manifest.train, manifest.search.space
+            match = train.match_weight if train.match_weight is not None else space.match_weight
+            self.head = with_matching(self.head, list(manifest.inputs), match)
 
     # === Fitting ===
 

@@ -21,11 +21,10 @@ training metrics are the head's, on the first block, under the same names.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import keras
 from keras import ops
 
+from mmauto.heads.wrapper import BlockLoss, HeadWrapper
 from mmauto.hp import pick
 
 # The wrapped head's own output layer (a multi-target head's holds its learned loss weights).
@@ -43,18 +42,10 @@ def with_input_heads(head, inputs: list[str], setting):
     return InputHeads(head, inputs, setting)
 
 
-class InputHeads:
+class InputHeads(HeadWrapper):
     """A head (one target's, or a multi-target `MultiHead`) plus one auxiliary copy per input
     (see the module docstring).
     Answers what the wrapped head answers; the model-facing parts read the first block."""
-
-    def __init__(self, head, inputs: list[str], setting=None):
-        self.head, self.inputs, self.setting = head, list(inputs), setting
-
-    def __getattr__(self, name):  # everything about targets, serving and scores: the head's
-        if name == "head" or name.startswith("__"):  # not set yet (copy, pickle): no recursion
-            raise AttributeError(name)
-        return getattr(self.head, name)
 
     @property
     def main_units(self) -> int:
@@ -63,9 +54,6 @@ class InputHeads:
     @property
     def units(self) -> int:
         return self.head.units * (1 + len(self.inputs))
-
-    def _main(self, y):
-        return y[:, : self.head.units]
 
     # === Model ===
 
@@ -89,28 +77,7 @@ class InputHeads:
         """The head's loss on each block (a multi-target head's masked, weighted sum, its
         learned weights shared by the copies); the head's metrics on the first block."""
         loss, metrics = self.head.training(hp, model, output=MAIN_OUTPUT)
-        loss = InputHeadsLoss(loss, self.head.units, len(self.inputs), self.weight(hp))
-        return loss, [MainBlockMetric(m, self.head.units) for m in metrics]
-
-    # === What reads the model's output ===
-
-    def serve(self, y) -> dict:
-        return self.head.serve(self._main(y))
-
-    def expected(self, y):
-        return self.head.expected(self._main(y))
-
-    def numpy_outputs(self, y) -> dict:
-        return self.head.numpy_outputs(self._main(y))
-
-    def calibrate(self, y, targets, train) -> Optional[dict]:
-        return self.head.calibrate(self._main(y), targets, train)
-
-    def primary_view(self, preds: dict, targets):
-        return self.head.primary_view({k: self._main(p) for k, p in preds.items()}, targets)
-
-    def target_views(self, preds: dict, targets) -> dict:
-        return self.head.target_views({k: self._main(p) for k, p in preds.items()}, targets)
+        return InputHeadsLoss(loss, self.head.units, len(self.inputs), self.weight(hp)), self.main_metrics(metrics)
 
     def column_targets(self) -> list:
         """Each copy's columns belong to the targets of the head's columns in the same place."""
@@ -121,42 +88,14 @@ class InputHeads:
 
 
 @keras.saving.register_keras_serializable("mmauto")
-class InputHeadsLoss(keras.losses.Loss):
+class InputHeadsLoss(BlockLoss):
     """The head's loss on the output's first `units` columns plus `weight` times the loss of
     each of the `copies` blocks after it (per row)."""
 
-    def __init__(self, inner, units: int, copies: int, weight: float, name="input_heads_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.inner, self.units, self.copies, self.weight = inner, int(units), int(copies), float(weight)
+    def __init__(self, inner, units: int, copies: int, weight: float, name="input_heads_loss"):
+        super().__init__(inner, units, name, copies=int(copies), weight=float(weight))
 
-    def call(self, y_true, y_pred):
-        y_pred, u = ops.cast(y_pred, "float32"), self.units
-        total = ops.cast(self.inner.call(y_true, y_pred[:, :u]), "float32")
-        for i in range(1, self.copies + 1):
-            total = total + self.weight * ops.cast(self.inner.call(y_true, y_pred[:, i * u : (i + 1) * u]), "float32")
-        return total
-
-    def get_config(self):
-        return {"name": self.name, "inner": keras.losses.serialize(self.inner), "units": self.units,
-                "copies": self.copies, "weight": self.weight}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{**config, "inner": keras.losses.deserialize(config["inner"])})
-
-
-class MainBlockMetric(keras.metrics.Metric):
-    """A head's training metric on the output's first `units` columns, under its own name."""
-
-    def __init__(self, inner, units: int):
-        super().__init__(name=inner.name)
-        self.inner, self.units = inner, int(units)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        return self.inner.update_state(y_true, y_pred[:, : self.units], sample_weight=sample_weight)
-
-    def result(self):
-        return self.inner.result()
-
-    def reset_state(self):
-        self.inner.reset_state()
+    def extra(self, y_true, y_pred):
+        u, w = self.units, self.settings["weight"]
+        return sum(w * ops.cast(self.inner.call(y_true, y_pred[:, i * u : (i + 1) * u]), "float32")
+                   for i in range(1, self.settings["copies"] + 1))

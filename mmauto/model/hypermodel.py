@@ -20,6 +20,7 @@ from mmauto.data.pipeline import Preprocessing
 from mmauto.encoders import Encoded
 from mmauto.fusion import FUSIONS
 from mmauto.heads.input_heads import InputHeads
+from mmauto.heads.matching import ANSWER_OUTPUT, Matching
 from mmauto.heads.retrieval import EMBEDDING_WIDTHS as RETRIEVAL_WIDTHS
 from mmauto.hp import pick
 from mmauto.layers import FillMask, MissingGate, PresenceSwitch, WeightedSum
@@ -141,8 +142,7 @@ class MultimodalHyperModel(kt.HyperModel):
         fused = reconstruct(hp, m, fused, pooled_by)
         # A stable handle on the fused vector (the export's `serving_embed` reads it).
         fused = layers.Identity(name="fused")(fused)
-        outputs = self.prep.head.output(self._logits(hp, fused, pooled_by, keeps))
-        return self._compile(hp, inputs, outputs)
+        return self._compile(hp, inputs, self._output(hp, fused, pooled_by, keeps))
 
     def _retrieval(self, hp, width: int) -> tuple:
         """`task: retrieval` (heads/retrieval.py): no fusion. Each input's gated pooled vector is
@@ -200,12 +200,20 @@ class MultimodalHyperModel(kt.HyperModel):
             encoded[name] = Encoded(pooled, tokens, mask)
         return encoded, keeps
 
-    def _logits(self, hp, fused, pooled_by: dict, keeps: dict):
+    def _output(self, hp, fused, pooled_by: dict, keeps: dict):
+        """The model's output: the head's; with `Matching` (heads/matching.py), followed by the
+        inputs' embeddings its contrastive loss reads."""
+        head = self.prep.head
+        if isinstance(head, Matching):
+            answer = head.head.output(self._logits(hp, head.head, fused, pooled_by, keeps), name=ANSWER_OUTPUT)
+            return head.output(answer, pooled_by, keeps)
+        return head.output(self._logits(hp, head, fused, pooled_by, keeps))
+
+    def _logits(self, hp, head, fused, pooled_by: dict, keeps: dict):
         """The head's logits from the fused vector; `hybrid` adds one decision per input;
         `fallback` answers a row with an input missing from the present inputs' own heads.
         With `input_heads` (heads/input_heads.py) those per-input heads' logits follow the
         head's, each trained on every row by its own loss."""
-        head = self.prep.head
         per_input = isinstance(head, InputHeads)
         units = head.main_units if per_input else head.units
         logits = layers.Dense(units, name="head_logits")(fused)

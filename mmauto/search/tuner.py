@@ -64,7 +64,7 @@ class MmautoTuner(kt.Tuner):
         self._predictions_skipped = False
         if isinstance(self.oracle, PortfolioFirst):  # the space is known once the tuner has built it
             inputs = {n: spec.modality for n, spec in hypermodel.manifest.inputs.items()}
-            self.oracle.portfolio = portfolio.values_for(inputs, self.oracle.get_space())
+            self.oracle.portfolio = portfolio.values_for(inputs, self.oracle.get_space(), head=hypermodel.prep.head.name)
 
     def save(self):
         if not kt_private.is_worker(self):
