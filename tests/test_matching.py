@@ -73,6 +73,35 @@ def test_on_only_for_one_binary_target_over_several_inputs():
     assert wrapped.numpy_outputs(y)["probabilities"][:, 1].tolist() == pytest.approx([0.9, 0.2])
 
 
+def test_a_multi_target_model_matches_on_its_primary_binary_target():
+    """Auxiliary digit targets listed first: the positive rows are read from the primary
+    target's column, and a row without it (NaN) is not one."""
+    import keras
+
+    from mmauto.config.manifest import TargetSpec
+    from mmauto.heads.matching import DIM, Matching, MatchingLoss, matched_pairs_loss, with_matching
+    from mmauto.heads.multi import MultiHead
+
+    specs = [TargetSpec(column="digit", task="classification", auxiliary=True), TargetSpec(column="same", task="classification")]
+    multi = MultiHead.build(specs, {"digit": {"classes": list("0123456789")}, "same": {"classes": ["no", "yes"]}}, 0.5)
+    wrapped = with_matching(multi, ["image", "audio"], None)
+    assert isinstance(wrapped, Matching) and multi.primary_column == 1
+    assert wrapped.card()["matching"]["positive_class"] == "yes"
+    assert len(wrapped.column_targets()) == wrapped.units == 11 + 2 * DIM
+    rng = np.random.default_rng(2)
+    y = np.array([[3, 1.0], [4, 1.0], [5, np.nan], [6, 0.0], [7, 1.0]], "float32")
+    z = [_unit(rng.normal(size=(5, DIM))) for _ in range(2)]
+
+    class Zero(keras.losses.Loss):  # the head's loss is not what is tested here
+        def call(self, y_true, y_pred):
+            return keras.ops.zeros_like(y_pred[:, 0])
+
+    pred = np.concatenate([np.zeros((5, 1), "float32"), *z], axis=1)
+    got = float(MatchingLoss(Zero(), 1, 2, 1.0, column=1)(y, pred))
+    want = float(np.mean(matched_pairs_loss(np.array([1, 1, 0, 0, 1], "float32"), z)))
+    assert got == pytest.approx(want, rel=1e-4)
+
+
 def test_it_teaches_encoders_what_matches():
     """Two inputs that show one of 5 classes through different random maps; the label says
     only whether the two show the same class. Trained with the contrastive loss on the

@@ -1,5 +1,6 @@
-"""Matched pairs teach the encoders: for a binary target over two or more inputs, a contrastive
-loss on the rows of the positive class, beside the head's own loss.
+"""Matched pairs teach the encoders: for a binary target over two or more inputs (alone, or the
+primary target of a multi-target model), a contrastive loss on the rows of the positive class,
+beside the head's own loss.
 
 Why: when the label says whether the inputs belong together (the digit shown is the digit
 spoken; a caption describes its image; two records are the same person), the head's binary
@@ -50,9 +51,15 @@ def with_matching(head, inputs: list[str], setting):
     return Matching(head, inputs, setting)
 
 
+def primary(head):
+    """The binary head whose positive rows are matched pairs (a multi-target head's primary)."""
+    return getattr(head, "primary", head)
+
+
 class Matching(HeadWrapper):
-    """A binary head (or its `InputHeads` wrapper) plus the contrastive loss on matched pairs
-    (see the module docstring). Answers what the wrapped head answers."""
+    """A binary head (or a multi-target head whose primary target is binary, or their
+    `InputHeads` wrapper) plus the contrastive loss on matched pairs (see the module
+    docstring). Answers what the wrapped head answers."""
 
     @property
     def units(self) -> int:
@@ -72,13 +79,15 @@ class Matching(HeadWrapper):
     def training(self, hp, model, output: str = "output") -> tuple:
         """The head's loss plus `weight` times the contrastive loss; the head's metrics on its block."""
         loss, metrics = self.head.training(hp, model, output=ANSWER_OUTPUT)
-        return MatchingLoss(loss, self.head.units, len(self.inputs), self.weight(hp)), self.main_metrics(metrics)
+        # The primary target's column of the training targets (0 but in a multi-target model).
+        column = getattr(self.head, "primary_column", 0)
+        return MatchingLoss(loss, self.head.units, len(self.inputs), self.weight(hp), column), self.main_metrics(metrics)
 
     def column_targets(self) -> list:
-        return self.head.column_targets() + [self.target] * (DIM * len(self.inputs))
+        return self.head.column_targets() + [primary(self.head).target] * (DIM * len(self.inputs))
 
     def card(self) -> dict:
-        return {**self.head.card(), "matching": {"inputs": self.inputs, "positive_class": self.classes[1]}}
+        return {**self.head.card(), "matching": {"inputs": self.inputs, "positive_class": primary(self.head).classes[1]}}
 
 
 @keras.saving.register_keras_serializable("mmauto")
@@ -135,15 +144,17 @@ def matched_pairs_loss(positive, z: list):
 @keras.saving.register_keras_serializable("mmauto")
 class MatchingLoss(BlockLoss):
     """The head's loss on the output's first `units` columns plus `weight` times the
-    contrastive loss on the `inputs` blocks of DIM columns after them (per row)."""
+    contrastive loss on the `inputs` blocks of DIM columns after them (per row); the positive
+    rows are those whose targets' `column` is 1."""
 
-    def __init__(self, inner, units: int, inputs: int, weight: float, name="matching_loss"):
-        super().__init__(inner, units, name, inputs=int(inputs), weight=float(weight))
+    def __init__(self, inner, units: int, inputs: int, weight: float, column: int = 0, name="matching_loss"):
+        super().__init__(inner, units, name, inputs=int(inputs), weight=float(weight), column=int(column))
 
     def extra(self, y_true, y_pred):
-        u, w = self.units, self.settings["weight"]
+        u, w, c = self.units, self.settings["weight"], self.settings["column"]
         if not w:
             return 0.0
-        positive = ops.cast(ops.reshape(ops.cast(y_true, "float32")[:, 0], (-1,)) > 0.5, "float32")
+        # A row without the target (NaN, multi-target models) is not a positive row.
+        positive = ops.cast(ops.cast(y_true, "float32")[:, c] > 0.5, "float32")
         z = [y_pred[:, u + i * DIM : u + (i + 1) * DIM] for i in range(self.settings["inputs"])]
         return w * matched_pairs_loss(positive, z)

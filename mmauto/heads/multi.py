@@ -68,6 +68,11 @@ class MultiHead:
         return self.primary.name
 
     @property
+    def primary_column(self) -> int:
+        """The primary target's column in the training targets array."""
+        return self.true_slices[self.heads.index(self.primary)][0]
+
+    @property
     def default_objective(self) -> str:
         return self.primary.default_objective
 
