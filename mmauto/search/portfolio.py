@@ -60,7 +60,10 @@ PORTFOLIO: tuple[Entry, ...] = (
         {"image": {"encoder": "cnn", "cnn/width": 32, "cnn/depth": 3}, "audio": {"encoder": "cnn", "cnn/width": 32, "cnn/depth": 3}},
         {"fusion": "sum", "width": 64, "dropout": 0.1, "learning_rate": 3e-3},
         "The wider, deeper built-in CNN with sum fusion: AV-digits image+audio reached 1.000 test "
-        "accuracy with cnn encoders and sum fusion (bench/RESULTS.md).",
+        "accuracy with cnn encoders and sum fusion (bench/RESULTS.md). A binary label gets the contrastive loss on "
+        "its positive rows: on the same-digit task this trial stayed at chance without it and reaches test accuracy "
+        "0.907 (validation ROC-AUC 0.969) with weight 0.5.",
+        per_head={"binary": {"match_weight": 0.5}},
     ),
     Entry(
         "image/audio pairs: cnn, pairwise comparison",
