@@ -55,7 +55,7 @@ class HeadWrapper:
 
 class BlockLoss(keras.losses.Loss):
     """The head's loss `inner` on the output's first `units` columns, plus `extra(y_true,
-    y_pred)` (float32, per row), which subclasses define; keyword settings are saved."""
+    y_pred)` (float32, per row), which subclasses override; keyword settings are saved."""
 
     def __init__(self, inner, units: int, name: str, **settings):
         super().__init__(name=name)
@@ -66,7 +66,8 @@ class BlockLoss(keras.losses.Loss):
         return ops.cast(self.inner.call(y_true, y_pred[:, : self.units]), "float32") + self.extra(y_true, y_pred)
 
     def extra(self, y_true, y_pred):
-        raise NotImplementedError
+        """What the wrapper adds to the head's loss, per row; nothing here."""
+        return 0.0
 
     def get_config(self):
         return {"name": self.name, "inner": keras.losses.serialize(self.inner), "units": self.units, **self.settings}
