@@ -44,7 +44,7 @@ def fitted(demo_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "r"
     data = yaml.safe_load((demo_dir / "manifest.yaml").read_text())
     data["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16}}
-    data["train"] = {"epochs": 2, "batch_size": 32, "modality_dropout": 0.3}
+    data["train"] = {"epochs": 2, "batch_size": 32, "modality_dropout": 0.3, "augment": True}
     m2 = demo_dir / "m_e2e.yaml"
     m2.write_text(yaml.safe_dump(data, sort_keys=False))
     r = run_cli("fit", m2, "--out", run, "--json")

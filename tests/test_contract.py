@@ -7,6 +7,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 from hub_presets import tiny_bert, tiny_vit
 
@@ -184,6 +185,14 @@ def test_modality_contract(preps, modality):
             for key, (shape, _) in spec.items():
                 assert tuple(row[key].shape) == tuple(shape), key
             assert float(row[present_key(name)]) == present
+    # Train-time augmentation keeps the features' shapes and dtypes, and changes them only
+    # where the modality says it augments.
+    batch = next(iter(prep.decoded_dataset(rows, sp.root, with_targets=False).batch(2)))
+    out = prep.augment(batch, tf.constant([1, 2], tf.int64), [name])
+    for key, (shape, dtype) in spec.items():
+        assert tuple(out[key].shape) == (2, *shape) and out[key].dtype.name == dtype, key
+    changed = any(not np.array_equal(out[k].numpy(), batch[k].numpy()) for k in spec if k != present_key(name))
+    assert changed == mod.augments
 
 
 def _two_input_model(fname, width=8, values=None, steps=3):

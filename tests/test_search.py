@@ -457,3 +457,19 @@ def test_the_search_keeps_time_for_the_ensemble():
     assert MmautoTuner.trials_deadline(t) == 1000.0 - cost(3.0, 0.0)
     t.build_seconds, t.pass_seconds = {"0": 1.0, "1": 3.0, "2": 5.0}, {"0": 2.0, "1": 2.0, "2": 9.0}
     assert MmautoTuner.trials_deadline(t) == 1000.0 - cost(3.0, 2.0)  # the medians
+
+
+@pytest.mark.parametrize("reduce_lr, rates", [(0.5, [1e-7, 1e-7, 5e-8, 2.5e-8]), (False, [1e-7] * 4)])
+def test_the_learning_rate_drops_after_an_epoch_without_improvement(demo_dir, tmp_path, reduce_lr, rates):
+    """At a rate too small to move the validation accuracy, no epoch improves it: from the
+    second epoch on each one multiplies the rate by `reduce_lr` (the rate logged is the one
+    the epoch trained with); `false` keeps it constant."""
+    from mmauto import api
+
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1, space={"fusion": "concat", "width": 16})
+    data = yaml.safe_load(m.read_text())
+    data["train"].update({"epochs": 4, "early_stopping": False, "learning_rate": 1e-7, "reduce_lr": reduce_lr})
+    m.write_text(yaml.safe_dump(data))
+    api.fit(m, tmp_path / "run")
+    history = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    assert history.get("learning_rate", [1e-7] * 4) == pytest.approx(rates, rel=1e-3)

@@ -141,6 +141,7 @@ class SpaceSpec(Strict):
     input_heads: Any = None  # loss weight of each input's own head (heads/input_heads.py); 0: none
     contrastive_weight: Any = None
     match_weight: Any = None  # binary target: contrastive loss on the positive rows (heads/matching.py)
+    augment: Any = None  # train-time augmentation of images and audio (modalities' `augment`)
     reconstruction_weight: Any = None
     reconstruction: Any = None
     kl_weight: Any = None
@@ -153,7 +154,7 @@ class SpaceSpec(Strict):
             return data
         kinds = {"fusion": str, "depth": int, "heads": int, "width": int, "dropout": float,
                  "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool, "fallback": bool, "input_heads": float,
-                 "contrastive_weight": float, "match_weight": float, "reconstruction_weight": float, "reconstruction": str,
+                 "contrastive_weight": float, "match_weight": float, "augment": bool, "reconstruction_weight": float, "reconstruction": str,
                  "kl_weight": float, "embedding_width": int}
         out = dict(data)
         for key, kind in kinds.items():
@@ -215,10 +216,16 @@ class TrainSpec(Strict):
     batch_size: Optional[int] = Field(None, ge=1, le=65536)
     learning_rate: Optional[float] = Field(None, gt=0, le=10)
     early_stopping: Union[bool, int] = 3
+    # The learning rate times this factor after each epoch in which the objective did not
+    # improve (Keras' ReduceLROnPlateau, patience 1); true: 0.5; false: a constant rate.
+    reduce_lr: Union[bool, float] = True
     modality_dropout: Optional[float] = Field(None, ge=0, le=0.9)
     contrastive_weight: Optional[float] = Field(None, ge=0, le=10)
     # A binary target's positive rows as matched pairs of inputs (heads/matching.py); 0: off.
     match_weight: Optional[float] = Field(None, ge=0, le=10)
+    # Train-time augmentation of the image and audio inputs (shifts, erased patches, SpecAugment
+    # masks; never served). Unset: searched, off first.
+    augment: Optional[bool] = None
     reconstruction_weight: Optional[float] = Field(None, ge=0, le=10)
     reconstruction: Optional[Literal[RECONSTRUCTIONS]] = None  # type: ignore[valid-type]
     kl_weight: Optional[float] = Field(None, ge=0, le=10)
@@ -253,6 +260,17 @@ class TrainSpec(Strict):
         if v is True or v is False or v in CALIBRATIONS:
             return v
         raise ValueError(f"expected true, false, 'temperature' or 'vector', got {v!r}")
+
+    @field_validator("reduce_lr", mode="before")
+    @classmethod
+    def _reduce_lr(cls, v):
+        if v is True or v is False or (isinstance(v, (int, float)) and 0 < v < 1):
+            return v
+        raise ValueError(f"expected true, false or a factor between 0 and 1 (0.5 halves the rate), got {v!r}")
+
+    def lr_factor(self) -> Optional[float]:
+        """The factor the learning rate is multiplied by on a plateau, or None: constant."""
+        return None if self.reduce_lr is False else 0.5 if self.reduce_lr is True else float(self.reduce_lr)
 
     @field_validator("loss_weights")
     @classmethod

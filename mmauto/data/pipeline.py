@@ -229,8 +229,9 @@ class Preprocessing:
             ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(self.targets(frame))))
         return ds.cache(cache or "")
 
-    def batches(self, decoded, batch_size: int, encoders: dict[str, str], keys=None, shuffle_seed=None, size=None):
-        """Batched model inputs for one encoder choice, from a decoded (cached) dataset."""
+    def batches(self, decoded, batch_size: int, encoders: dict[str, str], keys=None, shuffle_seed=None, size=None, augment=()):
+        """Batched model inputs for one encoder choice, from a decoded (cached) dataset.
+        Training (`shuffle_seed` set) augments the decoded features of the inputs in `augment`."""
         import tensorflow as tf
 
         graph = self.graph(encoders)
@@ -238,6 +239,17 @@ class Preprocessing:
         if shuffle_seed is not None:
             ds = ds.shuffle(shuffle_buffer(ds.element_spec, size), seed=shuffle_seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
+        if shuffle_seed is not None and augment:
+            # One seed per batch, new ones every epoch; stateless ops draw per example from it.
+            seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
+            names = [n for n in self.manifest.inputs if n in set(augment)]
+
+            def augmented(item, seed):
+                if isinstance(item, tuple):  # (features, targets)
+                    return (self.augment(item[0], seed, names), *item[1:])
+                return self.augment(item, seed, names)
+
+            ds = tf.data.Dataset.zip((ds, seeds)).map(plain(augmented), num_parallel_calls=tf.data.AUTOTUNE)
 
         def prep(*item):
             feats = graph.prep(item[0])
@@ -246,6 +258,17 @@ class Preprocessing:
             return (feats, *item[1:]) if len(item) > 1 else feats
 
         return ds.map(plain(prep), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def augment(self, decoded: dict, seed, names: list[str]) -> dict:
+        """A decoded training batch with each named input's features augmented by its modality."""
+        from mmauto.modalities._augment import split
+
+        out = dict(decoded)
+        for name, s in zip(names, split(seed, max(len(names), 1))):
+            keys = {split_feature_key(k)[1]: k for k in decoded if split_feature_key(k)[0] == name and k != present_key(name)}
+            done = self.modality(name).augment(self.manifest.inputs[name].options, {f: decoded[k] for f, k in keys.items()}, s)
+            out.update({keys[f]: v for f, v in done.items()})
+        return out
 
 
 def shuffle_buffer(element_spec, size: Optional[int] = None) -> int:

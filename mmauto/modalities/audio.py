@@ -85,6 +85,7 @@ def to_wav_bytes(path: bytes) -> bytes:
 class Audio(Modality):
     Options = AudioOptions
     default_encoders = ("cnn",)
+    augments = True
 
     def check(self, opts, frame, root: Path) -> RowProblems:
         decoder = AudioDecoder("", opts)
@@ -141,6 +142,13 @@ class Audio(Modality):
     def feature_spec(self, opts, state):
         _, _, _, _, frames, bins = _geometry(opts)
         return {"spectrogram": ((frames, bins), "float32")}
+
+    def augment(self, opts, feats, seed):
+        """SpecAugment without warping: shifted in time by up to a tenth of the clip, one band of
+        up to 15% of the frames and one of up to 15% of the bins masked."""
+        from mmauto.modalities import _augment as aug
+
+        return {"spectrogram": aug.spec_augment(feats["spectrogram"], seed, 0.1, 0.15, 0.15)}
 
     def example(self, input_name, opts):
         return {input_name: {"b64": "<base64 of a 16-bit PCM WAV file>"}}

@@ -37,6 +37,8 @@ class Modality(abc.ABC):
     default_encoders: ClassVar[tuple[str, ...]] = ()
     # Whether a cell may hold a list (a Parquet/JSONL list column); otherwise one value per cell.
     list_cells: ClassVar[bool] = False
+    # Whether `augment` changes anything: the search offers `augment` only when an input's does.
+    augments: ClassVar[bool] = False
 
     # --- table side (no TensorFlow) -------------------------------------------------------
     def columns(self, opts) -> list[str]:
@@ -81,6 +83,12 @@ class Modality(abc.ABC):
     def feature_spec(self, opts, state: dict) -> dict[str, tuple[tuple, str]]:
         """Decoded features: key -> (shape without batch, dtype name)."""
         ...
+
+    def augment(self, opts, feats: dict, seed) -> dict:
+        """Train-time augmentation of a decoded batch {feature: [N, ...]}: graph ops drawing
+        from `seed` (int [2]). It runs in the training pipeline only, never in the served graph
+        (`Preprocessing.batches`); identity by default."""
+        return feats
 
     def missing_values(self, input_name: str, opts) -> dict[str, str]:
         """How a client marks each serving input missing, for the model card."""

@@ -60,6 +60,7 @@ class ImageOptions(Strict):
 class Image(Modality):
     Options = ImageOptions
     default_encoders = ("cnn",)
+    augments = True
 
     def check(self, opts, frame, root: Path) -> RowProblems:
         decoder = ImageDecoder("", tuple(opts.size), opts.channels)
@@ -89,6 +90,15 @@ class Image(Modality):
 
     def feature_spec(self, opts, state):
         return {"image": ((*opts.size, opts.channels), "float32")}
+
+    def augment(self, opts, feats, seed):
+        """Shifted by up to a tenth of each side, and in half the images a rectangle of up to
+        half of each side erased: no flips or colour changes, which change what a digit or a
+        letter says."""
+        from mmauto.modalities import _augment as aug
+
+        seeds = aug.split(seed, 2)
+        return {"image": aug.erase(aug.shift(feats["image"], seeds[0], 0.1), seeds[1], 0.5)}
 
     def example(self, input_name, opts):
         return {input_name: {"b64": "<base64 of a JPEG or PNG file>"}}

@@ -77,6 +77,14 @@ class MultimodalHyperModel(kt.HyperModel):
         train, space = self.manifest.train, self.manifest.search.space
         return pick(hp, "batch_size", train.batch_size if train.batch_size is not None else space.batch_size, [16, 32, 64], default=32)
 
+    def augment(self, hp) -> bool:
+        """Whether this hp set's training batches are augmented (only registered where an
+        input's modality augments: images, audio)."""
+        if not any(self.prep.modality(n).augments for n in self.manifest.inputs):
+            return False
+        train, space = self.manifest.train, self.manifest.search.space
+        return bool(pick(hp, "augment", train.augment if train.augment is not None else space.augment, [False, True], default=False))
+
     def frozen(self, hp) -> dict[str, str]:
         """Inputs whose chosen encoder trains no weight in this hp set (cacheable)."""
         return {n: e for n, e in self.encoders(hp).items() if self.prep.encoder(n, e).is_frozen(hp)}
@@ -122,6 +130,7 @@ class MultimodalHyperModel(kt.HyperModel):
         # Read by the tuner at fit time; registered here so the space holds it from the first
         # build (the portfolio resolves against that space, a pinned batch size included).
         self.batch_size(hp)
+        self.augment(hp)
         if m.retrieval:  # no modality dropout: dropping one side of a pair leaves nothing to match
             return self._compile(hp, *self._retrieval(hp, width))
         dropout = pick(hp, "dropout", space.dropout, [0.0, 0.1, 0.3], default=0.1)

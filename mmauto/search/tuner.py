@@ -35,7 +35,7 @@ class MmautoTuner(kt.Tuner):
     clock: Callable[[], float] = staticmethod(time.time)
 
     def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
-                 deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
+                 lr_factor: Optional[float] = None, deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
                  keep_weights: int = 1, end_cost=None, **kwargs):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.keep_weights = max(1, keep_weights)  # the best trials whose weights stay on disk
@@ -43,6 +43,7 @@ class MmautoTuner(kt.Tuner):
         self.cache = cache
         self.epochs = epochs
         self.patience = patience
+        self.lr_factor = lr_factor
         self.deadline = deadline
         self.reserve = reserve
         # (build seconds, validation-pass seconds) -> seconds the stages after the search need
@@ -84,7 +85,10 @@ class MmautoTuner(kt.Tuner):
             ds = tf.data.Dataset.zip((ds, *extra)).map(plain(lambda fy, *es: ({**fy[0], **{k: v for e in es for k, v in e.items()}}, fy[1])))
         encoders = {n: e for n, e in hm.encoders(hp).items() if n not in frozen}
         seed = prep.manifest.train.seed if shuffle else None
-        return prep.batches(ds, hm.batch_size(hp), encoders, hm.input_keys(hp), shuffle_seed=seed, size=self.data["train_rows"])
+        # Only what the model decodes itself: a frozen encoder's cached outputs are fixed.
+        augment = [n for n in encoders if prep.modality(n).augments] if shuffle and hm.augment(hp) else []
+        return prep.batches(ds, hm.batch_size(hp), encoders, hm.input_keys(hp), shuffle_seed=seed, size=self.data["train_rows"],
+                            augment=augment)
 
     # === Trials ===
 
@@ -113,6 +117,11 @@ class MmautoTuner(kt.Tuner):
         ]
         if self.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
+        if self.lr_factor:
+            # A constant rate leaves the last epochs bouncing around the optimum, and early
+            # stopping then ends a trial on that noise (bench/RESULTS.md, AV-digits).
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=objective.name, mode=objective.direction,
+                                                               factor=self.lr_factor, patience=1, min_lr=0.0))
         interrupt = DeferredInterrupt()
         callbacks.append(interrupt)
         self.on_event(events.TrialStart(trial=trial, hp=hp, epochs=epochs, shortened=self.epoch_cap is not None))
