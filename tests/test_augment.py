@@ -59,6 +59,24 @@ def test_spec_augment_masks_with_the_examples_mean():
         assert len(frames) <= 10 and len(bins) <= 8  # one band each, at most a fifth
 
 
+def test_a_video_clip_moves_as_one_and_a_missing_clip_stays_missing():
+    from mmauto.modalities.video import Video
+
+    x = np.random.default_rng(0).integers(1, 255, size=(8, 3, 16, 16, 3)).astype("uint8")
+    x[7] = 0
+    out = Video().augment(None, {"frames": tf.constant(x)}, SEED)["frames"].numpy()
+    assert out.dtype == np.uint8 and out.shape == x.shape and (out[7] == 0).all()
+    assert sum(not np.array_equal(a, b) for a, b in zip(out, x)) >= 4
+    for clip, orig in zip(out[:7], x[:7]):
+        # One shift for the clip: each frame's shifted copy is found at the same offset.
+        offsets = [{(dy, dx) for dy in range(-1, 2) for dx in range(-1, 2)
+                    if np.array_equal(np.roll(orig[i], (dy, dx), (0, 1))[2:-2, 2:-2][clip[i, 2:-2, 2:-2] != 0],
+                                      clip[i, 2:-2, 2:-2][clip[i, 2:-2, 2:-2] != 0])} for i in range(3)]
+        erased = (clip == 0).all(axis=-1)
+        assert (erased == erased[:1]).all()  # the same rectangle in every frame
+        assert offsets[0] and offsets[0] == offsets[1] == offsets[2]
+
+
 def _prep(demo, drop_photo_row=None):
     import pandas as pd
 
@@ -113,7 +131,7 @@ def _hm(demo, inputs=None, **train):
     return MultimodalHyperModel(prep)
 
 
-def test_augment_is_searched_for_images_and_audio_only(demo_copy, tmp_path):
+def test_augment_is_searched_for_media_inputs_only(demo_copy, tmp_path):
     hp = kt.HyperParameters()
     assert _hm(demo_copy).augment(hp) is False  # searched, off first
     assert hp.get_config()["space"] and hp._hps["augment"][0].values == [False, True]

@@ -141,7 +141,7 @@ class SpaceSpec(Strict):
     input_heads: Any = None  # loss weight of each input's own head (heads/input_heads.py); 0: none
     contrastive_weight: Any = None
     match_weight: Any = None  # binary target: contrastive loss on the positive rows (heads/matching.py)
-    augment: Any = None  # train-time augmentation of images and audio (modalities' `augment`)
+    augment: Any = None  # train-time augmentation (modalities' `augment`: image, audio, video)
     reconstruction_weight: Any = None
     reconstruction: Any = None
     kl_weight: Any = None
@@ -223,7 +223,7 @@ class TrainSpec(Strict):
     contrastive_weight: Optional[float] = Field(None, ge=0, le=10)
     # A binary target's positive rows as matched pairs of inputs (heads/matching.py); 0: off.
     match_weight: Optional[float] = Field(None, ge=0, le=10)
-    # Train-time augmentation of the image and audio inputs (shifts, erased patches, SpecAugment
+    # Train-time augmentation of image, audio and video inputs (shifts, erased patches, SpecAugment
     # masks; never served). Unset: searched, off first.
     augment: Optional[bool] = None
     reconstruction_weight: Optional[float] = Field(None, ge=0, le=10)

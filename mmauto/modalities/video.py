@@ -190,6 +190,7 @@ def _probe(path: str, opts) -> Optional[str]:
 class Video(Modality):
     Options = VideoOptions
     default_encoders = ("frame_cnn", "temporal_conv")
+    augments = True
 
     def check(self, opts, frame, root: Path) -> RowProblems:
         def probe(path):
@@ -228,6 +229,20 @@ class Video(Modality):
         h, w = opts.size
         # uint8 keeps the cached frames four times smaller; encoders rescale.
         return {"frames": ((opts.frames, h, w, opts.channels), "uint8")}
+
+    def augment(self, opts, feats, seed):
+        """As images (modalities/image.py), one shift and one erased rectangle per clip, the same
+        in all its frames (the frames stacked as channels)."""
+        import tensorflow as tf
+
+        from mmauto.modalities import _augment as aug
+
+        x = feats["frames"]
+        n, f, h, w, c = tf.shape(x)[0], *x.shape[1:]
+        stacked = tf.reshape(tf.transpose(x, [0, 2, 3, 1, 4]), [n, h, w, f * c])
+        seeds = aug.split(seed, 2)
+        out = aug.erase(aug.shift(stacked, seeds[0], 0.1), seeds[1], 0.5)
+        return {"frames": tf.transpose(tf.reshape(out, [n, h, w, f, c]), [0, 3, 1, 2, 4])}
 
     def missing_values(self, input_name, opts):
         return {input_name: "all-zero frames"}

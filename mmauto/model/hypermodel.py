@@ -79,7 +79,7 @@ class MultimodalHyperModel(kt.HyperModel):
 
     def augment(self, hp) -> bool:
         """Whether this hp set's training batches are augmented (only registered where an
-        input's modality augments: images, audio)."""
+        input's modality augments: image, audio, video)."""
         if not any(self.prep.modality(n).augments for n in self.manifest.inputs):
             return False
         train, space = self.manifest.train, self.manifest.search.space
