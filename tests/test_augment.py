@@ -155,6 +155,9 @@ def test_fit_with_augmentation_exports_the_plain_graph(fitted):
     run, _, _ = fitted
     card = json.loads((run / "mmauto.json").read_text())
     assert card["hyperparameters"]["augment"] is True
+    rows = [r for r in json.loads((run / "leaderboard.json").read_text()) if r["trial"] != "ensemble"]
+    assert rows and all(r["augment"] is True for r in rows)
+    assert "augment" in (run / "leaderboard.csv").read_text().splitlines()[0].split(",")
     graph = tf.saved_model.load(str(run / "model")).signatures["serving_default"].graph.as_graph_def()
     ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
     assert not {op for op in ops if "Random" in op or "ImageProjectiveTransform" in op}

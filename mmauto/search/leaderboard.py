@@ -32,6 +32,7 @@ def leaderboard(tuner, objective: str) -> list[dict]:
             "width": hp.get("width"),
             "learning_rate": hp.get("learning_rate"),
             "batch_size": hp.get("batch_size"),
+            "augment": bool(hp["augment"]) if "augment" in hp else None,
             "encoders": {k.split("/")[0]: v for k, v in hp.items() if k.endswith("/encoder")},
             "hyperparameters": {k: v for k, v in hp.items()},
             "message": trial.message if status == "failed" else None,
@@ -57,7 +58,7 @@ def write_leaderboard(rows: list[dict], run_dir: Path) -> None:
     import csv
 
     (run_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2, default=str))
-    cols = ["rank", "trial", "status", "score", "objective", "epochs", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "encoders", "message"]
+    cols = ["rank", "trial", "status", "score", "objective", "epochs", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "augment", "encoders", "message"]
     with open(run_dir / "leaderboard.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -66,7 +67,7 @@ def write_leaderboard(rows: list[dict], run_dir: Path) -> None:
 
 
 # The leaderboard as people read it (the CLI's table and the report's), written once.
-DISPLAY_HEADERS = ("rank", "trial", "status", "score", "epochs", "fusion", "depth", "heads", "width", "lr", "batch", "encoders", "sec", "note")
+DISPLAY_HEADERS = ("rank", "trial", "status", "score", "epochs", "fusion", "depth", "heads", "width", "lr", "batch", "aug", "encoders", "sec", "note")
 
 
 def display_rows(rows: list[dict]) -> list[list]:
@@ -77,7 +78,7 @@ def display_rows(rows: list[dict]) -> list[list]:
         msg = (r.get("message") or "").strip().splitlines()
         cells = [r.get("rank"), r["trial"], r.get("status"), f"{r['score']:.4f}" if r.get("score") is not None else None, r.get("epochs"),
                  r.get("fusion"), r.get("depth"), r.get("heads"), r.get("width"), f"{lr:.1e}" if isinstance(lr, float) else lr,
-                 r.get("batch_size"), ", ".join(f"{k}={v}" for k, v in (r.get("encoders") or {}).items()),
+                 r.get("batch_size"), {True: "yes", False: "no"}.get(r.get("augment")), ", ".join(f"{k}={v}" for k, v in (r.get("encoders") or {}).items()),
                  f"{secs:.1f}" if isinstance(secs, (int, float)) else None, msg[-1][:140] if msg else None]
         out.append([c if c is None or isinstance(c, (int, float)) else str(c) for c in cells])
     return out
