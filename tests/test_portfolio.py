@@ -154,3 +154,38 @@ def test_builtin_entries_name_real_hyperparameters(tmp_path):
         trial.values = dict(resolved)
         hm.build(trial)  # as a trial builds it: the values the space did not hold yet are kept
         assert all(trial.values[k] == v for k, v in wanted.items()), entry.name
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesian"])
+def test_replicas_repeat_the_best_configuration_once_the_portfolio_is_tried(kind, tmp_path):
+    """While the tuner asks for replicas (`replicate`, set for the last trials that fit) a trial
+    repeats the best configuration so far, numbered; the portfolio's entries still come first."""
+    oracle = make_oracle(kind, tmp_path)
+    scores = iter([0.7, 0.9, 0.6, 0.5, 0.5, 0.5])
+
+    def trial():
+        t = oracle.create_trial("tuner0")
+        oracle.update_trial(t.trial_id, {"val_accuracy": next(scores)})
+        t.status = "COMPLETED"
+        oracle.end_trial(t)
+        return t
+
+    oracle.replicate = True
+    first, second = trial(), trial()  # the two entries, though replicas are asked for
+    assert [base(first), base(second)] == [FIRST, SECOND]
+    oracle.replicate = False
+    explored = trial()
+    assert base(explored) not in (FIRST, SECOND) and oracles.replica_of(oracle.trials, explored) is None
+    oracle.replicate = True
+    one, two = trial(), trial()
+    assert one.hyperparameters.values == {**second.hyperparameters.values, oracles.REPLICA: 1}
+    assert two.hyperparameters.values == {**second.hyperparameters.values, oracles.REPLICA: 2}
+    assert oracles.replica_of(oracle.trials, two) == second.trial_id
+    oracle.save()
+    resumed = make_oracle(kind, tmp_path)  # replica numbers go on after a resume
+    resumed.replicate = True
+    assert resumed.create_trial("tuner0").hyperparameters.values[oracles.REPLICA] == 3
+
+
+def base(trial):
+    return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}

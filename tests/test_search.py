@@ -35,7 +35,7 @@ def completed_trials(run: Path) -> list[str]:
 
 
 def test_tiny_search_covers_fusions_and_leaderboard(demo_dir, tmp_path):
-    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4)
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=4, replicas=0)  # every trial explores
     r = run_cli("fit", m, "--out", tmp_path / "run", "--json", "--seed", "3")
     assert r.returncode == 0, r.stderr[-3000:]
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
@@ -267,7 +267,7 @@ def test_a_shorter_trial_uses_the_rest_of_the_budget():
 
     t = object.__new__(MmautoTuner)  # only the budget logic: no model, no data
     t.oracle = make_oracle("random", "val_accuracy", 50, 10, 0, 3)
-    t.cap, t.epochs, t.reserve, t.deadline = 50, 10, 0.0, 1000.0
+    t.cap, t.epochs, t.reserve, t.deadline, t.replicas = 50, 10, 0.0, 1000.0, 0
     t.end_cost, t.build_seconds, t.pass_seconds = None, {}, {}  # no ensemble reserve here
     t.stop_reason = t.epoch_cap = None
     t.trial_costs = lambda: [(100.0, 10), (120.0, 10), (80.0, 10)]  # median 100 s, 10 s an epoch
@@ -293,6 +293,37 @@ def test_a_shorter_trial_uses_the_rest_of_the_budget():
     now[0], t.trial_costs = 1005.0, lambda: []  # spent before the first trial: it runs, the deadline cuts it
     t._check_budget()
     assert t.epoch_cap is None and t.stop_reason is None
+
+
+def test_the_last_trials_that_fit_are_replicas():
+    """The oracle is asked for replicas of the best configuration for the last `replicas`
+    trials that fit: in the time left (median trial seconds) or in max_trials."""
+    from mmauto.search.oracles import make_oracle
+    from mmauto.search.tuner import MmautoTuner
+
+    t = object.__new__(MmautoTuner)
+    t.oracle = make_oracle("random", "val_accuracy", 50, 10, 0, 3)
+    t.cap, t.epochs, t.reserve, t.deadline, t.replicas = 50, 10, 0.0, 1000.0, 2
+    t.end_cost, t.build_seconds, t.pass_seconds = None, {}, {}
+    t.stop_reason = t.epoch_cap = None
+    t.trial_costs = lambda: [(100.0, 10)]
+    now = [0.0]
+    t.clock = lambda: now[0]
+    asked = {}
+    for at in (0.0, 700.0, 790.0, 850.0, 950.0):  # 10, 3, 2, 1 and half a trial left
+        now[0] = at
+        t._check_budget()
+        asked[at] = t.oracle.replicate
+    assert asked == {0.0: False, 700.0: False, 790.0: True, 850.0: True, 950.0: True}
+    t.deadline, t.cap = None, 3  # no budget: the last 2 of max_trials (none run yet: 3 fit)
+    t._check_budget()
+    assert t.oracle.replicate is False
+    t.cap = 2
+    t._check_budget()
+    assert t.oracle.replicate is True
+    t.replicas = 0
+    t._check_budget()
+    assert t.oracle.replicate is False
 
 
 def test_a_trial_cut_by_the_deadline_is_marked(demo_dir, tmp_path, monkeypatch):
@@ -343,6 +374,15 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
     assert card["ensemble"]["members"] == ens["members"]
     board = json.loads((run / "leaderboard.json").read_text())
     assert board[0]["trial"] == "ensemble" and board[0]["members"] == ens["members"]
+    # The last two of the 4 trials re-trained the best configuration with their own seeds.
+    replicas = [r for r in board if r.get("replica_of")]
+    assert len(replicas) == 2 and len({r["replica_of"] for r in replicas}) == 1, board
+    original = next(r for r in board if r["trial"] == replicas[0]["replica_of"])
+    assert all(r["hyperparameters"] == {**original["hyperparameters"], "replica": n} for r, n in
+               zip(sorted(replicas, key=lambda r: r["trial"]), (1, 2)))
+    kept = [np.load(run / "search" / f"trial_{r['trial']}" / "val_predictions.npy") for r in (original, *replicas)]
+    assert not np.allclose(kept[0], kept[1]) and not np.allclose(kept[1], kept[2])
+    assert "replica_of" in (run / "leaderboard.csv").read_text().splitlines()[0]
     # The head's block of each member's kept predictions (its input heads' blocks follow it).
     blend = sum(w * np.load(run / "search" / f"trial_{t}" / "val_predictions.npy")[:, :3] for t, w in zip(ens["members"], ens["weights"]))
     calibration = card.get("calibration") or {}

@@ -194,6 +194,10 @@ class SearchSpec(Strict):
     time_budget: Union[str, int, float, None] = None
     objective: Optional[str] = None
     max_failures: int = Field(5, ge=1, le=1000)
+    # The last trials that fit the budget (or max_trials) re-train the best configuration with
+    # new seeds, as ensemble members (search/oracles.py RepeatBest); 0: the oracle's choices to
+    # the end. Not with `train.ensemble: false`, retrieval or Hyperband.
+    replicas: int = Field(2, ge=0, le=100)
     space: SpaceSpec = SpaceSpec()
 
     @field_validator("time_budget")

@@ -20,7 +20,7 @@ from mmauto.errors import RunError, SearchError
 
 # Changing these on resume is fine: they bound the search, they do not change its space.
 # Stage calibrate's settings apply after the search, so they are free too.
-_FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("name",),
+_FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("search", "replicas"), ("name",),
          ("train", "calibrate"), ("train", "threshold_metric"), ("train", "interval_coverage")}
 
 

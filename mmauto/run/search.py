@@ -68,10 +68,18 @@ def _make_tuner(run: Run, hm, oracle, data: Prepared, cache):
     return MmautoTuner(
         hm, oracle, data.datasets, epochs=m.train.epochs, patience=m.train.early_stopping, lr_factor=m.train.lr_factor(),
         deadline=deadline, reserve=0.0, max_trials=run.max_trials, cache=cache, end_cost=end_cost(run, data),
-        keep_weights=1 if m.train.ensemble is False else ENSEMBLE_CANDIDATES,
+        keep_weights=1 if m.train.ensemble is False else ENSEMBLE_CANDIDATES, replicas=replicas(m),
         on_event=run.emit, directory=str(run.run_dir), project_name="search", overwrite=False,
         distribution_strategy=hardware.strategy(),
     )
+
+
+def replicas(m) -> int:
+    """Replicas of the best configuration to end the search with: only the ensemble uses them;
+    a retrieval model is not ensembled, and Hyperband's rounds continue trials instead."""
+    if m.train.ensemble is False or m.retrieval or m.search.tuner == "hyperband":
+        return 0
+    return m.search.replicas
 
 
 def end_cost(run: Run, data: Prepared):

@@ -74,7 +74,7 @@ def _with_ensemble_row(rows: list, selected: Selected, evaluated: Evaluated, obj
     score = val.get({"auc": "roc_auc", "loss": "log_loss"}.get(base, base))
     e = selected.ensemble
     row = {"rank": None, "trial": "ensemble", "status": "completed", "score": score, "objective": objective, "seconds": None,
-           "fusion": None, "depth": None, "heads": None, "width": None, "learning_rate": None, "batch_size": None, "augment": None,
+           "fusion": None, "depth": None, "heads": None, "width": None, "learning_rate": None, "batch_size": None, "augment": None, "replica_of": None,
            "encoders": {}, "hyperparameters": {}, "members": e["members"], "weights": e["weights"],
            "message": "members " + ", ".join(f"{m} x{w:.2f}" for m, w in zip(e["members"], e["weights"]))}
     return [row, *rows]

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from mmauto.heads import objective_direction
+from mmauto.search.oracles import replica_of
 
 
 def leaderboard(tuner, objective: str) -> list[dict]:
@@ -33,6 +34,7 @@ def leaderboard(tuner, objective: str) -> list[dict]:
             "learning_rate": hp.get("learning_rate"),
             "batch_size": hp.get("batch_size"),
             "augment": bool(hp["augment"]) if "augment" in hp else None,
+            "replica_of": replica_of(tuner.oracle.trials, trial),
             "encoders": {k.split("/")[0]: v for k, v in hp.items() if k.endswith("/encoder")},
             "hyperparameters": {k: v for k, v in hp.items()},
             "message": trial.message if status == "failed" else None,
@@ -58,7 +60,7 @@ def write_leaderboard(rows: list[dict], run_dir: Path) -> None:
     import csv
 
     (run_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2, default=str))
-    cols = ["rank", "trial", "status", "score", "objective", "epochs", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "augment", "encoders", "message"]
+    cols = ["rank", "trial", "status", "score", "objective", "epochs", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "augment", "replica_of", "encoders", "message"]
     with open(run_dir / "leaderboard.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -75,7 +77,7 @@ def display_rows(rows: list[dict]) -> list[list]:
     out = []
     for r in rows:
         lr, secs = r.get("learning_rate"), r.get("seconds")
-        msg = (r.get("message") or "").strip().splitlines()
+        msg = (r.get("message") or "").strip().splitlines() or ([f"replica of trial {r['replica_of']}"] if r.get("replica_of") else [])
         cells = [r.get("rank"), r["trial"], r.get("status"), f"{r['score']:.4f}" if r.get("score") is not None else None, r.get("epochs"),
                  r.get("fusion"), r.get("depth"), r.get("heads"), r.get("width"), f"{lr:.1e}" if isinstance(lr, float) else lr,
                  r.get("batch_size"), {True: "yes", False: "no"}.get(r.get("augment")), ", ".join(f"{k}={v}" for k, v in (r.get("encoders") or {}).items()),

@@ -1,5 +1,5 @@
-"""The search strategies: keras-tuner's oracles, with state files replaced whole and a
-portfolio of strong configurations tried first."""
+"""The search strategies: keras-tuner's oracles, with state files replaced whole, a
+portfolio of strong configurations tried first and replicas of the best one last."""
 
 from __future__ import annotations
 
@@ -56,6 +56,10 @@ class PortfolioFirst:
     portfolio_used = 0
     _portfolio_offer = None
 
+    def portfolio_pending(self) -> bool:
+        """Whether an entry not yet tried remains."""
+        return self._next_portfolio_values() is not None
+
     def _next_portfolio_values(self) -> dict | None:
         while self.portfolio_used < len(self.portfolio):
             values = self.portfolio[self.portfolio_used][1]
@@ -95,11 +99,58 @@ class PortfolioFirst:
         self.portfolio_used = state.get("portfolio_used", 0)
 
 
-class RandomOracle(PortfolioFirst, AtomicSaves, kt.oracles.RandomSearchOracle):
+# The trial value that marks a replica: its number (1, 2, ...) among the replicas of one
+# configuration. Not a hyperparameter of the space: the build ignores it and the Bayesian
+# oracle's model does not see it; the tuner seeds the trial with it.
+REPLICA = "replica"
+
+
+class RepeatBest:
+    """Mixed into the oracles: while `replicate` is set (by the tuner, for the last trials the
+    budget leaves), a new trial re-trains the best configuration so far, the same values with
+    `REPLICA` = its replica number, once the portfolio has no entry left. The tuner trains it
+    with its own seed (weights, data order, augmentation draws): replicas of one strong model
+    are members an ensemble can average (deep ensembles, Lakshminarayanan et al., 2017), where a
+    last exploratory draw is usually weaker than the best trial and gets little weight."""
+
+    replicate = False
+
+    def populate_space(self, trial_id):
+        values = self._replica_values() if self.replicate and not self.portfolio_pending() else None
+        if values is None:
+            return super().populate_space(trial_id)
+        return {"status": "RUNNING", "values": values}
+
+    def _replica_values(self) -> dict | None:
+        best = [t for t in self.get_best_trials(1) if t.score is not None]
+        if not best:
+            return None
+        base = base_values(best[0].hyperparameters.values)
+        used = [t.hyperparameters.values.get(REPLICA, 0) for t in self.trials.values()
+                if base_values(t.hyperparameters.values) == base]
+        return {**base, REPLICA: max(used, default=0) + 1}
+
+
+def base_values(values: dict) -> dict:
+    """A trial's values without its replica number: equal for a configuration and its replicas."""
+    return {k: v for k, v in values.items() if k != REPLICA}
+
+
+def replica_of(trials: dict, trial) -> str | None:
+    """The id of the trial whose configuration `trial` repeats; None if it is not a replica."""
+    if not trial.hyperparameters.values.get(REPLICA):
+        return None
+    base = base_values(trial.hyperparameters.values)
+    firsts = [tid for tid, t in trials.items() if not t.hyperparameters.values.get(REPLICA)
+              and base_values(t.hyperparameters.values) == base]
+    return min(firsts, default=None)
+
+
+class RandomOracle(RepeatBest, PortfolioFirst, AtomicSaves, kt.oracles.RandomSearchOracle):
     pass
 
 
-class BayesianOracle(PortfolioFirst, AtomicSaves, kt.oracles.BayesianOptimizationOracle):
+class BayesianOracle(RepeatBest, PortfolioFirst, AtomicSaves, kt.oracles.BayesianOptimizationOracle):
     pass
 
 

@@ -24,7 +24,10 @@ from mmauto.data.pipeline import plain
 from mmauto.model.hypermodel import MultimodalHyperModel
 from mmauto.search import kt_private, portfolio
 from mmauto.search.callbacks import BestEpoch, Deadline, DeferredInterrupt, EpochReport
-from mmauto.search.oracles import PREDICTIONS_MAX_BYTES, PortfolioFirst, save_npy_atomic, write_json_atomic
+from mmauto.search.oracles import PREDICTIONS_MAX_BYTES, REPLICA, PortfolioFirst, RepeatBest, save_npy_atomic, write_json_atomic
+
+# A replica's seed is train.seed + REPLICA_SEED_STEP * its number.
+REPLICA_SEED_STEP = 1009
 
 
 class MmautoTuner(kt.Tuner):
@@ -36,7 +39,7 @@ class MmautoTuner(kt.Tuner):
 
     def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
                  lr_factor: Optional[float] = None, deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
-                 keep_weights: int = 1, end_cost=None, **kwargs):
+                 keep_weights: int = 1, end_cost=None, replicas: int = 0, **kwargs):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.keep_weights = max(1, keep_weights)  # the best trials whose weights stay on disk
         self.data = data
@@ -52,6 +55,7 @@ class MmautoTuner(kt.Tuner):
         self.build_seconds: dict[str, float] = {}
         self.pass_seconds: dict[str, float] = {}
         self.cap = max_trials
+        self.replicas = replicas  # the last trials that fit re-train the best configuration (oracles.RepeatBest)
         self.on_event = on_event or events.ignore
         self.seconds: dict[str, float] = {}
         self.histories: dict[str, dict] = {}
@@ -84,7 +88,7 @@ class MmautoTuner(kt.Tuner):
             extra = tuple(self.cache.dataset(n, e, split) for n, e in frozen.items())
             ds = tf.data.Dataset.zip((ds, *extra)).map(plain(lambda fy, *es: ({**fy[0], **{k: v for e in es for k, v in e.items()}}, fy[1])))
         encoders = {n: e for n, e in hm.encoders(hp).items() if n not in frozen}
-        seed = prep.manifest.train.seed if shuffle else None
+        seed = self.trial_seed(hp) if shuffle else None
         # Only what the model decodes itself: a frozen encoder's cached outputs are fixed.
         augment = [n for n in encoders if prep.modality(n).augments] if shuffle and hm.augment(hp) else []
         return prep.batches(ds, hm.batch_size(hp), encoders, hm.input_keys(hp), shuffle_seed=seed, size=self.data["train_rows"],
@@ -92,9 +96,15 @@ class MmautoTuner(kt.Tuner):
 
     # === Trials ===
 
+    def trial_seed(self, hp) -> int:
+        """train.seed; a replica's own (its initial weights, data order and augmentation draws)."""
+        return self.hypermodel.prep.manifest.train.seed + REPLICA_SEED_STEP * int(hp.values.get(REPLICA, 0))
+
     def run_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
         t0 = time.time()
+        if hp.values.get(REPLICA):
+            keras.utils.set_random_seed(self.trial_seed(hp))
         # The hypermodel feeds these inputs from the cache: the datasets must carry them too.
         frozen = self.hypermodel.frozen(hp) if self.cache is not None else {}
         # keras-tuner's build: a fresh Keras session per trial, inside the distribution strategy.
@@ -301,7 +311,8 @@ class MmautoTuner(kt.Tuner):
         """Before each trial: stop at max_trials; with a deadline, run the next trial in full
         when the median trial fits in the time left, else a shorter one (as many epochs as the
         median seconds per epoch, trial overheads included, fit), and stop only when not even
-        one epoch does. The Deadline callback still ends any trial at the deadline."""
+        one epoch does. The Deadline callback still ends any trial at the deadline. The last
+        `replicas` trials that fit (in max_trials, or in the time left) are replicas."""
         self.epoch_cap = None
         if not isinstance(self.oracle, kt.Oracle):
             return  # a distributed worker: the chief's oracle keeps the budget
@@ -309,6 +320,7 @@ class MmautoTuner(kt.Tuner):
         if done >= self.cap:
             self.oracle.max_trials = done
             return
+        self._plan_replica(self.cap - done)
         if self.deadline is None:
             return
         costs = self.trial_costs()
@@ -316,6 +328,7 @@ class MmautoTuner(kt.Tuner):
             return
         estimate = statistics.median(s for s, _ in costs) if costs else 0.0
         left = self.trials_deadline() - self.clock() - self.reserve
+        self._plan_replica(min(self.cap - done, int(left // estimate) if estimate > 0 else self.cap - done))
         if estimate <= left:
             return
         per_epoch = statistics.median(s / max(e, 1) for s, e in costs)
@@ -326,6 +339,11 @@ class MmautoTuner(kt.Tuner):
         self.oracle.max_trials = done
         self.stop_reason = (f"time budget: {max(left, 0):.0f}s left, less than one epoch (about {per_epoch:.0f}s) "
                             f"of the next trial (about {estimate:.0f}s in full)")
+
+    def _plan_replica(self, fits: int) -> None:
+        """The next trial repeats the best configuration when at most `replicas` trials fit."""
+        if isinstance(self.oracle, RepeatBest):
+            self.oracle.replicate = bool(self.replicas) and fits <= self.replicas
 
     def search(self, *args, **kwargs):
         # keras-tuner collects garbage twice before every trial. With TensorFlow's ~450k
