@@ -54,13 +54,17 @@ def _mnist_and_fsdd():
     return read_idx(MNIST / "t10k-images-idx3-ubyte.gz"), read_idx(MNIST / "t10k-labels-idx1-ubyte.gz"), pd.read_csv(FSDD / "fsdd_index.csv")
 
 
-def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test_per_digit: int | None = None) -> dict:
+def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test_per_digit: int | None = None,
+              test_pairings: int = 1) -> dict:
     """train.csv / test.csv and three manifests (image+audio, image only, audio only).
 
     Every FSDD recording is paired with its own MNIST image of the same digit (a fixed
     permutation per digit from `seed`; no image is used twice). FSDD's official test split
     (recording index 0-4) is the test table; the rest trains (mmauto splits validation from it).
     `*_per_digit` subsample the rows (the --quick run); None keeps all of them.
+    `test_pairings` > 1 pairs each test recording with that many images (column `pairing`):
+    300 test rows measure an accuracy to +-0.011 and an ECE no better than its floor of 0.02-0.05;
+    the first pairing's rows are the same with any number of pairings (more rows follow them).
     """
     from PIL import Image
 
@@ -68,24 +72,32 @@ def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test
     (out / "images").mkdir(parents=True, exist_ok=True)
     images, labels, index = _mnist_and_fsdd()
     rng = np.random.default_rng(seed)
-    rows = {"train": [], "test": []}
+    rows = {"train": [], "test": [], "more": []}
     for digit in range(10):
         pool = rng.permutation(np.flatnonzero(labels == digit))
         used = 0
+        chosen = {}
         for split, per in (("test", test_per_digit), ("train", train_per_digit)):
             rec = index[(index["digit"] == digit) & ((index["index"] <= 4) if split == "test" else (index["index"] >= 5))]
             rec = rec.sort_values(["speaker", "index"])
             if per is not None and per < len(rec):
                 rec = rec.iloc[np.sort(rng.choice(len(rec), per, replace=False))]
+            chosen[split] = rec
+        # The extra pairings take images after the first pairing's and the training rows'.
+        for split, rec, pairing in [("test", chosen["test"], 0), ("train", chosen["train"], 0),
+                                    *(("more", chosen["test"], k) for k in range(1, test_pairings))]:
             for r in rec.itertuples():
                 img = int(pool[used])
                 used += 1
                 name = f"images/mnist_{img:05d}.png"
                 Image.fromarray(images[img]).save(out / name)
                 rows[split].append({"image": name, "audio": str((FSDD / r.path).resolve()), "digit": digit,
-                                    "speaker": r.speaker, "mnist_index": img})
-    for split, recs in rows.items():
-        pd.DataFrame.from_records(recs).sample(frac=1.0, random_state=seed).to_csv(out / f"{split}.csv", index=False)
+                                    "speaker": r.speaker, "mnist_index": img, **({"pairing": pairing} if split != "train" else {})})
+    tables = {split: pd.DataFrame.from_records(recs).sample(frac=1.0, random_state=seed) for split, recs in rows.items() if recs}
+    if "more" in tables:
+        tables["test"] = pd.concat([tables["test"], tables.pop("more")], ignore_index=True)
+    for split, table in tables.items():
+        table.drop(columns=["pairing"] if test_pairings == 1 else [], errors="ignore").to_csv(out / f"{split}.csv", index=False)
     inputs = {
         "image": {"modality": "image", "column": "image", "size": [28, 28], "channels": 1},
         "audio": {"modality": "audio", "column": "audio", "sample_rate": 8000, "max_seconds": 0.8},
@@ -102,7 +114,7 @@ def av_digits(out: Path, seed: int = 0, train_per_digit: int | None = None, test
             "train": {"epochs": 12, "early_stopping": 4, "seed": 42},
         }
         manifests[name] = write_manifest(out / f"manifest_{'_'.join(keep)}.yaml", data)
-    return {"manifests": manifests, "train_rows": len(rows["train"]), "test_rows": len(rows["test"])}
+    return {"manifests": manifests, "train_rows": len(tables["train"]), "test_rows": len(tables["test"])}
 
 
 def same_digit(out: Path, seed: int = 0, train_rows: int | None = None, test_rows: int | None = None,
@@ -301,14 +313,15 @@ def _degrade_audio(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(noisy, -1.0, 1.0)
 
 
-def av_digits_degraded(out: Path, seed: int = 0) -> dict:
+def av_digits_degraded(out: Path, seed: int = 0, test_pairings: int = 1) -> dict:
     """AV-digits with both inputs degraded so that neither alone is enough: every MNIST image
-    has a random square erased and Gaussian noise; every FSDD recording white noise at 0 dB SNR.
-    Written as new PNG / WAV files (the originals are read in place)."""
+    has a random square erased and Gaussian noise; every FSDD recording white noise at 0 dB SNR
+    (a new draw for each of a recording's test pairings). Written as new PNG / WAV files (the
+    originals are read in place)."""
     import soundfile as sf
     from PIL import Image
 
-    base = av_digits(Path(out) / "clean", seed=seed)
+    base = av_digits(Path(out) / "clean", seed=seed, test_pairings=test_pairings)
     out = Path(out)
     rng = np.random.default_rng(seed + 1)
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,28 @@ def test_platt_scaling_fixes_a_shifted_binary_model():
     assert head.card()["calibration"]["method"] == "vector"
 
 
+def test_platt_scaling_is_kept_for_a_small_shift():
+    """A sigmoid's vector scaling is one bias more than temperature scaling: kept whenever the
+    cross-validation prefers it, even by less than the margin a softmax's per-class parameters
+    must win by; the bias moves the base rate that temperature scaling cannot."""
+    def rows(seed):
+        rng = np.random.default_rng(seed)
+        z = rng.normal(0, 2, 3000)
+        return cal.sigmoid(1.2 * z).astype("float32")[:, None], (rng.random(3000) < cal.sigmoid(z - 0.25)).astype(int)
+
+    p, y = rows(0)
+    head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    c = head.calibrate(p, y, train_spec())["calibration"]
+    cv = c["cross_validated_log_loss"]
+    assert cv["temperature"] * (1 - cal.VECTOR_MARGIN["softmax"]) < cv["vector"] < cv["temperature"]
+    assert c["method"] == "vector" and c["applied"] and c["bias"][0] < -0.1
+    pinned = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    pinned.calibrate(p, y, train_spec(calibrate="temperature"))
+    fresh, y2 = rows(1)
+    bce = lambda q: -np.mean(y2 * np.log(q[:, 1]) + (1 - y2) * np.log(q[:, 0]))  # noqa: E731
+    assert bce(head.expected(fresh)) < bce(pinned.expected(fresh))
+
+
 def test_vector_scaling_fixes_per_class_miscalibration():
     """Three classes, each with its own over-confidence and bias: vector scaling is chosen
     (per-class scales and biases), raises the accuracy the biases cost, and is what the graph

@@ -70,6 +70,7 @@ CASES = [
     (("inputs.photo.column", "label"), "inputs.photo", ["is the target"]),
     (("search", {"tuner": "grid"}), "search.tuner", ["'random', 'bayesian' or 'hyperband'"]),
     (("search", {"time_budget": "soon"}), "search.time_budget", ["duration like 90s"]),
+    (("search", {"replicas": -1}), "search.replicas", ["greater than or equal to 0"]),
     (("search", {"space": {"fusion": "concatenate"}}), "search.space.fusion", ["did you mean 'concat'"]),
     (("search", {"space": {"depth": "deep"}}), "search.space", ["depth: expected a whole number"]),
     (("train", {"epochs": 0}), "train.epochs", ["greater than or equal to 1"]),

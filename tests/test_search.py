@@ -298,6 +298,8 @@ def test_a_shorter_trial_uses_the_rest_of_the_budget():
 def test_the_last_trials_that_fit_are_replicas():
     """The oracle is asked for replicas of the best configuration for the last `replicas`
     trials that fit: in the time left (median trial seconds) or in max_trials."""
+    from types import SimpleNamespace
+
     from mmauto.search.oracles import make_oracle
     from mmauto.search.tuner import MmautoTuner
 
@@ -315,6 +317,12 @@ def test_the_last_trials_that_fit_are_replicas():
         t._check_budget()
         asked[at] = t.oracle.replicate
     assert asked == {0.0: False, 700.0: False, 790.0: True, 850.0: True, 950.0: True}
+    # Once `replicas` of them ran, the time left is the oracle's again.
+    t.oracle.trials = {str(n): SimpleNamespace(hyperparameters=SimpleNamespace(values={"replica": n + 1})) for n in range(2)}
+    t._check_budget()
+    assert t.oracle.replicate is False
+    now[0] = 0.0
+    t.oracle = make_oracle("random", "val_accuracy", 50, 10, 0, 3)
     t.deadline, t.cap = None, 3  # no budget: the last 2 of max_trials (none run yet: 3 fit)
     t._check_budget()
     assert t.oracle.replicate is False

@@ -341,9 +341,12 @@ class MmautoTuner(kt.Tuner):
                             f"of the next trial (about {estimate:.0f}s in full)")
 
     def _plan_replica(self, fits: int) -> None:
-        """The next trial repeats the best configuration when at most `replicas` trials fit."""
+        """The next trial repeats the best configuration when at most `replicas` trials fit,
+        `replicas` times in a search: trials that end early leave time for more than the
+        estimate said, which goes back to the oracle."""
         if isinstance(self.oracle, RepeatBest):
-            self.oracle.replicate = bool(self.replicas) and fits <= self.replicas
+            done = sum(bool(t.hyperparameters.values.get(REPLICA)) for t in self.oracle.trials.values())
+            self.oracle.replicate = done < self.replicas and fits <= self.replicas
 
     def search(self, *args, **kwargs):
         # keras-tuner collects garbage twice before every trial. With TensorFlow's ~450k
