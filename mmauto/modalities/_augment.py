@@ -73,6 +73,13 @@ def erase(images, seed, max_fraction: float, probability: float = 0.5):
     return tf.where(box[..., None], tf.zeros_like(images), images)
 
 
+def shift_and_erase(images, seed, max_shift: float = 0.1, max_erase: float = 0.5):
+    """Pictures' augmentation (images; video clips as stacked frames): shifted by up to
+    `max_shift` of each side, then `erase` with rectangles of up to `max_erase` of each side."""
+    seeds = split(seed, 2)
+    return erase(shift(images, seeds[0], max_shift), seeds[1], max_erase)
+
+
 def spec_augment(spec, seed, time_shift: float, time_mask: float, freq_mask: float):
     """A spectrogram batch [N, T, F]: shifted in time (edges repeated), one band of frames and
     one of bins set to the example's mean (Park et al., 2019, without time warping)."""

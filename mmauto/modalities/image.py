@@ -97,8 +97,7 @@ class Image(Modality):
         letter says."""
         from mmauto.modalities import _augment as aug
 
-        seeds = aug.split(seed, 2)
-        return {"image": aug.erase(aug.shift(feats["image"], seeds[0], 0.1), seeds[1], 0.5)}
+        return {"image": aug.shift_and_erase(feats["image"], seed)}
 
     def example(self, input_name, opts):
         return {input_name: {"b64": "<base64 of a JPEG or PNG file>"}}

@@ -240,8 +240,7 @@ class Video(Modality):
         x = feats["frames"]
         n, f, h, w, c = tf.shape(x)[0], *x.shape[1:]
         stacked = tf.reshape(tf.transpose(x, [0, 2, 3, 1, 4]), [n, h, w, f * c])
-        seeds = aug.split(seed, 2)
-        out = aug.erase(aug.shift(stacked, seeds[0], 0.1), seeds[1], 0.5)
+        out = aug.shift_and_erase(stacked, seed)
         return {"frames": tf.transpose(tf.reshape(out, [n, h, w, f, c]), [0, 3, 1, 2, 4])}
 
     def missing_values(self, input_name, opts):
