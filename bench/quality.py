@@ -38,7 +38,9 @@ def _mmauto(manifest: Path, out: Path, budget: float) -> dict:
     from mmauto import api
 
     t0 = time.perf_counter()
-    s = api.fit(manifest, out, time_budget=budget, max_trials=1000, overwrite=True)
+    notices = []  # what the fit warned of (an ensemble skipped for time, the ablation skipped)
+    s = api.fit(manifest, out, time_budget=budget, max_trials=1000, overwrite=True,
+                on_event=lambda e: notices.append(e.text) if getattr(e, "kind", None) == "warning" else None)
     wall = time.perf_counter() - t0
     ens = s.get("ensemble") or {}
     single = ((ens.get("best_single") or {}).get("metrics") or {}).get("test") or s["metrics"].get("test") or {}
@@ -51,6 +53,7 @@ def _mmauto(manifest: Path, out: Path, budget: float) -> dict:
         "trials": s["trials"], "failed_trials": s["failed_trials"], "wall_seconds": round(wall, 1),
         "run_seconds": s["seconds"], "budget": budget, "budget_used": round(s["seconds"] / budget, 3),
         "stop_reason": s["stop_reason"], "best_fusion": s["fusion"], "encoders": s["encoders"],
+        "stage_seconds": s.get("stages"), "notices": notices,
     }
 
 

@@ -93,18 +93,19 @@ def test_resume_goes_on_with_the_next_entry(kind, tmp_path):
     assert again.portfolio_used == 2 and run_trials(again, 1)[0] not in (FIRST, SECOND)
 
 
-def test_the_pairwise_entry_needs_two_inputs_to_compare():
-    names = lambda inputs: [e.name for e, _ in portfolio.entries_for(inputs)]  # noqa: E731
+def test_the_pairwise_entry_needs_two_inputs_to_compare_and_a_binary_label():
+    names = lambda inputs, head="binary": [e.name for e, _ in portfolio.entries_for(inputs, head=head)]  # noqa: E731
     pair = "image/audio pairs: cnn, pairwise comparison"
     assert pair in names({"image": "image", "audio": "audio"})
     assert pair in names({"left": "image", "right": "image"})
     assert pair not in names({"image": "image"}) and pair not in names({"image": "image", "review": "text"})
+    assert all(pair not in names({"image": "image", "audio": "audio"}, head) for head in ("multiclass", "regression", None))
 
 
 def test_settings_for_one_head_go_only_to_that_heads_searches():
-    pair = "image/audio pairs: cnn, pairwise comparison"
+    entry = Entry("e", ("image",), {"image": {"encoder": "cnn"}}, {"fusion": "sum"}, "test", per_head={"binary": {"match_weight": 0.5}})
     inputs = {"image": "image", "audio": "audio"}
-    wanted = {head: next(w for e, w in portfolio.entries_for(inputs, head=head) if e.name == pair) for head in ("binary", "multiclass", None)}
+    wanted = {head: portfolio.entries_for(inputs, (entry,), head=head)[0][1] for head in ("binary", "multiclass", None)}
     assert wanted["binary"]["match_weight"] == 0.5
     assert "match_weight" not in wanted["multiclass"] and "match_weight" not in wanted[None]
 
