@@ -121,6 +121,10 @@ class RepeatBest:
             return super().populate_space(trial_id)
         return {"status": "RUNNING", "values": values}
 
+    def replicas_run(self) -> int:
+        """Replicas among this search's trials (run, running or failed)."""
+        return sum(bool(t.hyperparameters.values.get(REPLICA)) for t in self.trials.values())
+
     def _replica_values(self) -> dict | None:
         best = [t for t in self.get_best_trials(1) if t.score is not None]
         if not best:

@@ -320,33 +320,37 @@ class MmautoTuner(kt.Tuner):
         if done >= self.cap:
             self.oracle.max_trials = done
             return
-        self._plan_replica(self.cap - done)
+        self._plan_replica(min(self.cap - done, self._fit_time_left(done)))
+
+    def _fit_time_left(self, done: int) -> float:
+        """Full trials that fit in the time left (infinite without a deadline or before a
+        trial ended); none when the next one must be shortened (`epoch_cap`) or the search
+        stops (`stop_reason`)."""
         if self.deadline is None:
-            return
+            return math.inf
         costs = self.trial_costs()
         if not costs:  # nothing measured yet: the first trial runs, and the Deadline callback bounds it
-            return
-        estimate = statistics.median(s for s, _ in costs) if costs else 0.0
+            return math.inf
+        estimate = statistics.median(s for s, _ in costs)
         left = self.trials_deadline() - self.clock() - self.reserve
-        self._plan_replica(min(self.cap - done, int(left // estimate) if estimate > 0 else self.cap - done))
         if estimate <= left:
-            return
+            return int(left // estimate) if estimate > 0 else math.inf
         per_epoch = statistics.median(s / max(e, 1) for s, e in costs)
         epochs = int(left // per_epoch) if per_epoch > 0 else 0
         if epochs >= 1:
             self.epoch_cap = epochs
-            return
+            return 0
         self.oracle.max_trials = done
         self.stop_reason = (f"time budget: {max(left, 0):.0f}s left, less than one epoch (about {per_epoch:.0f}s) "
                             f"of the next trial (about {estimate:.0f}s in full)")
+        return 0
 
-    def _plan_replica(self, fits: int) -> None:
+    def _plan_replica(self, fits: float) -> None:
         """The next trial repeats the best configuration when at most `replicas` trials fit,
         `replicas` times in a search: trials that end early leave time for more than the
         estimate said, which goes back to the oracle."""
         if isinstance(self.oracle, RepeatBest):
-            done = sum(bool(t.hyperparameters.values.get(REPLICA)) for t in self.oracle.trials.values())
-            self.oracle.replicate = done < self.replicas and fits <= self.replicas
+            self.oracle.replicate = self.oracle.replicas_run() < self.replicas and fits <= self.replicas
 
     def search(self, *args, **kwargs):
         # keras-tuner collects garbage twice before every trial. With TensorFlow's ~450k
