@@ -299,3 +299,30 @@ def test_calibration_settings_may_change_on_resume(demo_dir):
     assert m.train.interval_coverage == 0.9
     train = fingerprint(m)["train"]
     assert not {"calibrate", "threshold_metric", "interval_coverage"} & set(train) and "threshold" in train
+
+
+@pytest.mark.parametrize("kind", ["binary", "softmax"])
+def test_a_gain_within_the_noise_serves_no_scaling(kind):
+    """Probabilities that are already calibrated: a temperature or vector scaling fitted on
+    these rows lowers their own log loss a little, but its cross-validated gain is within
+    the noise (under CV_SIGNIFICANCE standard errors), so `calibrate: true` serves none and
+    says why; the served probabilities are the model's."""
+    rng = np.random.default_rng(7)
+    if kind == "binary":
+        z = rng.normal(0, 2, 3000)
+        y = (rng.random(3000) < cal.sigmoid(z)).astype(int)
+        probs, classes = cal.sigmoid(z).astype("float32")[:, None], ["no", "yes"]
+    else:
+        z = rng.normal(0, 1.5, (3000, 3))
+        y = np.array([rng.choice(3, p=q) for q in cal.softmax(z)])
+        probs, classes = cal.softmax(z).astype("float32"), ["a", "b", "c"]
+    head = head_for("classification", "label", classes, {"classes": classes})
+    c = head.calibrate(probs, y, train_spec())["calibration"]
+    assert not c["applied"] and "standard errors" in c["not_kept"]
+    assert max(c["cross_validated_gain_z"].values()) < cal.CV_SIGNIFICANCE
+    assert c["log_loss_after"] == c["log_loss_before"]
+    pinned = head_for("classification", "label", classes, {"classes": classes})
+    assert pinned.calibrate(probs, y, train_spec(calibrate="temperature"))["calibration"]["applied"]  # pinned: as asked
+    served = head.serve(tf.constant(probs))["probabilities"].numpy()
+    expect = np.concatenate([1 - probs, probs], axis=1) if kind == "binary" else probs
+    assert np.abs(served - expect).max() < 1e-5

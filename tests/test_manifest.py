@@ -81,6 +81,7 @@ CASES = [
     (("train", {"kl_weight": -1}), "train.kl_weight", ["greater than or equal to 0"]),
     (("search", {"space": {"kl_weight": "x"}}), "search.space", ["kl_weight: expected a number"]),
     (("search", {"space": {"input_heads": [0.5, -1]}}), "search.space.input_heads", ["0 (off) or more", "-1"]),
+    (("train", {"ema": 1.5}), "train.ema", ["a momentum between 0 and 1", "got 1.5"]),
     (("train", {"calibrate": "platt"}), "train.calibrate", ["expected true, false, 'temperature' or 'vector', got 'platt'"]),
     (("colour", "red"), "", ["unknown key 'colour'", "valid keys:"]),
     (("extends", "quik"), "extends", ["did you mean 'quick'"]),
@@ -196,3 +197,14 @@ def test_odd_keys_and_values_are_one_line_errors(tmp_path, text, words):
     with pytest.raises(ManifestError) as err:
         load_manifest(write(tmp_path, base + text))
     assert words in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("setting,steps,momentum", [(True, None, 0.99), (True, 1000, 0.99), (True, 20, 0.95), (True, 1, None),
+                                                     (0.9, 3, 0.9), (False, 1000, None)])
+def test_the_weights_average_spans_at_most_an_epoch(setting, steps, momentum):
+    """`train.ema: true` averages over 100 steps, or one epoch when shorter (a small data set's
+    average would otherwise lag epochs behind); a number pins the momentum; false: none."""
+    from mmauto.config.manifest import TrainSpec
+
+    got = TrainSpec(ema=setting).ema_momentum(steps)
+    assert got == (None if momentum is None else pytest.approx(momentum))

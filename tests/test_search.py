@@ -526,3 +526,27 @@ def test_the_learning_rate_drops_after_an_epoch_without_improvement(demo_dir, tm
     logged = [float(tf.make_ndarray(v.tensor)) for e in tf.compat.v1.train.summary_iterator(str(events))
               for v in e.summary.value if v.tag == "epoch_learning_rate"]
     assert logged == pytest.approx(rates, rel=1e-3)
+
+
+def test_a_moving_average_of_the_weights_is_validated_and_kept(demo_dir, tmp_path):
+    """`train.ema`: validation, the best epoch and the kept weights are the average's. With a
+    momentum of nearly 1 the average stays at the first step's weights: the validation
+    figures do not move while the raw weights learn, and the kept trial's validation
+    predictions score what was logged for its best epoch (not what the raw weights score)."""
+    import numpy as np
+
+    from mmauto import api
+
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1, space={"fusion": "concat", "width": 16})
+    data = yaml.safe_load(m.read_text())
+    data["train"].update({"epochs": 3, "early_stopping": False, "reduce_lr": False, "learning_rate": 1e-2, "ema": 0.999999})
+    m.write_text(yaml.safe_dump(data))
+    api.fit(m, tmp_path / "run")
+    history = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    assert history["val_loss"] == pytest.approx([history["val_loss"][0]] * 3, rel=1e-4)
+    assert history["loss"][-1] < history["loss"][0] - 0.05  # the raw weights learned meanwhile
+    trial = next((tmp_path / "run" / "search").glob("trial_*/val_predictions.npy"))
+    pred = np.load(trial)
+    y = np.load(tmp_path / "run" / "search" / "val_targets.npy")[:, 0]  # class indices
+    accuracy = float(np.mean(pred[:, :3].argmax(1) == y))  # the head's 3 classes; the input heads' copies follow
+    assert accuracy == pytest.approx(history["val_accuracy"][0], abs=1e-6)

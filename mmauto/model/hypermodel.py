@@ -8,6 +8,7 @@ manifest leaves unset is searched; a set value is pinned (`mmauto.hp.pick`).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from typing import Optional
 
@@ -50,18 +51,22 @@ def fusion_choices(space, n_inputs: int) -> list[str]:
 class MultimodalHyperModel(kt.HyperModel):
     """Builds one model per hyperparameter set; see the module docstring."""
 
-    def __init__(self, prep: Preprocessing, feature_specs: Optional[Callable[[str, str], dict]] = None, **kwargs):
+    def __init__(self, prep: Preprocessing, feature_specs: Optional[Callable[[str, str], dict]] = None,
+                 train_rows: Optional[int] = None, **kwargs):
         """`feature_specs(input, encoder)` gives the shapes of a frozen encoder's cached outputs
         ({"pooled", "tokens", "mask"}); with it, `build(hp)` feeds those inputs from the feature
-        cache instead of running their encoders. None: every model is the whole graph."""
+        cache instead of running their encoders. None: every model is the whole graph.
+        `train_rows` sizes the optimizer's moving average of the weights to an epoch (unknown:
+        the longest)."""
         super().__init__(name="mmauto", **kwargs)
         self.prep = prep
         self.manifest = prep.manifest
         self.feature_specs = feature_specs
+        self.train_rows = train_rows
 
     def whole_graph(self) -> MultimodalHyperModel:
         """The same space with every encoder in the graph (for the export)."""
-        return MultimodalHyperModel(self.prep)
+        return MultimodalHyperModel(self.prep, train_rows=self.train_rows)
 
     # === Choices ===
 
@@ -173,7 +178,10 @@ class MultimodalHyperModel(kt.HyperModel):
         lr_setting = train.learning_rate if train.learning_rate is not None else space.learning_rate
         lr = pick(hp, "learning_rate", lr_setting if lr_setting is not None else DEFAULT_LEARNING_RATES, [])
         loss, metrics = self.prep.head.training(hp, model)
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+        steps = None if self.train_rows is None else math.ceil(self.train_rows / self.batch_size(hp))
+        momentum = train.ema_momentum(steps)
+        optimizer = keras.optimizers.Adam(lr, use_ema=bool(momentum), ema_momentum=momentum or 0.99)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         return model
 
     def _encode(self, hp, inputs: dict, width: int, mdrop: float, with_tokens: bool):

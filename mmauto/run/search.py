@@ -40,7 +40,7 @@ def search(run: Run, data: Prepared) -> Searched:
     objective = m.search.objective or prep.head.default_objective
     oracle = make_oracle(m.search.tuner, objective, run.max_trials, m.train.epochs, m.train.seed, m.search.max_failures)
     cache = FeatureCache(run.run_dir / "cache", prep, data.datasets, on_event=run.emit) if m.train.feature_cache else None
-    hm = MultimodalHyperModel(prep, None if cache is None else cache.specs)
+    hm = MultimodalHyperModel(prep, None if cache is None else cache.specs, train_rows=data.datasets["train_rows"])
     # keras-tuner prints its own lines ("Reloading Tuner from ...") to stdout, which belongs to
     # our --json output; our events say the same.
     with contextlib.redirect_stdout(io.StringIO()):

@@ -119,7 +119,12 @@ class MmautoTuner(kt.Tuner):
         best = BestEpoch(objective, kt_private.checkpoint_file(self, trial.trial_id), self._may_be_best)
         deadline = Deadline(self.trials_deadline(), self.clock)
         self.cut.discard(trial.trial_id)  # a trial run again is judged by its new run
+        # With a moving average of the weights, every later callback (validation, the best epoch
+        # kept, early stopping) sees the average: it goes first.
+        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # mixed precision wraps it
+        ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(optimizer, "use_ema", False) else []
         callbacks = [
+            *ema,
             best,
             deadline,
             keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
