@@ -275,19 +275,14 @@ class TrainSpec(Strict):
             return v
         raise ValueError(f"expected true, false, 'temperature' or 'vector', got {v!r}")
 
-    @field_validator("reduce_lr", mode="before")
+    @field_validator("reduce_lr", "ema", mode="before")
     @classmethod
-    def _reduce_lr(cls, v):
+    def _flag_or_fraction(cls, v, info):
         if v is True or v is False or (isinstance(v, (int, float)) and 0 < v < 1):
             return v
-        raise ValueError(f"expected true, false or a factor between 0 and 1 (0.5 halves the rate), got {v!r}")
-
-    @field_validator("ema", mode="before")
-    @classmethod
-    def _ema(cls, v):
-        if v is True or v is False or (isinstance(v, (int, float)) and 0 < v < 1):
-            return v
-        raise ValueError(f"expected true, false or a momentum between 0 and 1 (0.99 averages about the last 100 steps), got {v!r}")
+        what = {"reduce_lr": "a factor between 0 and 1 (0.5 halves the rate)",
+                "ema": "a momentum between 0 and 1 (0.99 averages about the last 100 steps)"}[info.field_name]
+        raise ValueError(f"expected true, false or {what}, got {v!r}")
 
     def ema_momentum(self, steps_per_epoch: Optional[int] = None) -> Optional[float]:
         """The weights' moving-average momentum, or None: no average (`ema: false`, or `true`
