@@ -174,10 +174,12 @@ def same_digit(out: Path, seed: int = 0, train_rows: int | None = None, test_row
 # === Women's clothing reviews ===
 
 
-def clothing(out: Path, rows: int, seed: int = 0, test_fraction: float = 0.2) -> dict:
+def clothing(out: Path, rows: int, seed: int = 0, test_fraction: float = 0.2, more_test: int = 0) -> dict:
     """A fixed-seed subsample of `rows` rows, split into train.csv / test.csv, and one
     manifest per target (Recommended IND: binary; Rating: 5 classes). The other target
-    column is dropped from the table, as the data set's README advises."""
+    column is dropped from the table, as the data set's README advises. `more_test` rows not
+    in the subsample follow its test rows in test.csv (the first test rows are the same with
+    any number): an ECE is measurable to about 0.013 on 3,500 rows, not below 0.023 on 1,200."""
     _need(CLOTHING)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +189,10 @@ def clothing(out: Path, rows: int, seed: int = 0, test_fraction: float = 0.2) ->
     # the subsample is written with underscores instead.
     frame.columns = [c.replace(" ", "_") for c in frame.columns]
     total = len(frame)
-    frame = frame.sample(n=min(rows, total), random_state=seed).reset_index(drop=True)
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    frame = frame.sample(n=min(rows, total), random_state=seed)
+    extra = shuffled.drop(index=frame.index)[:more_test]
+    frame = frame.reset_index(drop=True)
     cut = int(round(len(frame) * (1 - test_fraction)))
     inputs = {
         "review": {"modality": "text", "column": "Review_Text", "max_length": 128},
@@ -202,7 +207,7 @@ def clothing(out: Path, rows: int, seed: int = 0, test_fraction: float = 0.2) ->
         folder.mkdir(exist_ok=True)
         table = frame.drop(columns=[drop])
         table.iloc[:cut].to_csv(folder / "train.csv", index=False)
-        table.iloc[cut:].to_csv(folder / "test.csv", index=False)
+        pd.concat([table.iloc[cut:], extra.drop(columns=[drop])]).to_csv(folder / "test.csv", index=False)
         data = {
             "name": f"clothing_{slug}",
             "task": "classification",
@@ -213,7 +218,7 @@ def clothing(out: Path, rows: int, seed: int = 0, test_fraction: float = 0.2) ->
             "train": {"epochs": 10, "early_stopping": 2, "seed": 42},
         }
         manifests[target] = write_manifest(folder / "manifest.yaml", data)
-    return {"manifests": manifests, "rows": len(frame), "of_rows": total, "train_rows": cut, "test_rows": len(frame) - cut}
+    return {"manifests": manifests, "rows": len(frame), "of_rows": total, "train_rows": cut, "test_rows": len(frame) - cut + len(extra)}
 
 
 # === Generated tabular + text ===
