@@ -266,12 +266,12 @@ def cross_validated_nll(z, y, kind: str, folds: int = CV_FOLDS, seed: int = 0) -
 
 
 def _not_significant(report: dict, cv: dict, z_scores: dict, method: str) -> dict:
-    """`report` with no scaling served: `method`'s cross-validated gain is within the noise."""
+    """`report` with no scaling served: `method`'s cross-validated gain is too small to tell from noise."""
     gain = cv["none"] - cv[method]
     return {**report, "method": method, "applied": False, "temperature": 1.0, "log_loss_after": report["log_loss_before"],
             "ece_after": report["ece_before"], "cross_validated_log_loss": cv, "cross_validated_gain_z": z_scores,
-            "not_kept": f"its cross-validated gain ({gain:.4f} log loss, {z_scores[method]:.1f} standard errors) is within "
-                        f"the noise of {report['rows']} validation rows (needs {CV_SIGNIFICANCE:g})"}
+            "not_kept": f"its cross-validated gain over the raw probabilities ({gain:.4f} log loss, {z_scores[method]:.1f} "
+                        f"standard errors on {report['rows']} validation rows) is under the {CV_SIGNIFICANCE:g} needed"}
 
 
 def vector_report(z, y, kind: str, mode, report: dict, ece_of: Callable[[np.ndarray], float]) -> dict:
