@@ -132,17 +132,22 @@ def sigmoid(z) -> np.ndarray:
 
 def softmax_nll(z: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of class indices `y` under softmax(z / T)."""
-    s = z / temperature
-    s = s - s.max(axis=1, keepdims=True)
-    logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
-    return float(-np.mean(logp[np.arange(len(y)), y]))
+    return float(np.mean(_row_nll(z / temperature, y, "softmax")))
 
 
 def sigmoid_nll(z: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
     """Mean binary cross-entropy of 0/1 targets `y` under sigmoid(z / T) (every element)."""
-    s = z / temperature
-    # log(1 + e^-s) for y=1, log(1 + e^s) for y=0, computed stably
-    return float(np.mean(np.logaddexp(0.0, -s) * y + np.logaddexp(0.0, s) * (1 - y)))
+    return float(np.mean(_row_nll(z / temperature, y, "sigmoid")))
+
+
+def _row_nll(z, y, kind: str) -> np.ndarray:
+    """Each row's log loss of softmax(z) (class indices y) or sigmoid(z) (0/1 y; every element,
+    computed stably)."""
+    if kind == "sigmoid":
+        return np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y)
+    s = z - z.max(axis=1, keepdims=True)
+    logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+    return -logp[np.arange(len(y)), y]
 
 
 def fit_temperature(nll: Callable[[float], float]) -> float:
@@ -228,16 +233,6 @@ def _nll(z, y, kind: str, temperature: float = 1.0) -> float:
 
 def _vector_logits(z, scale, bias, kind: str) -> np.ndarray:
     return z * scale + bias if kind == "softmax" else z * scale[0] + bias[0]
-
-
-def _row_nll(z, y, kind: str) -> np.ndarray:
-    """Each row's log loss of softmax(z) (class indices y) or sigmoid(z) (0/1 y)."""
-    if kind == "sigmoid":
-        z = np.asarray(z, "float64").reshape(-1)
-        return np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y)
-    s = z - z.max(axis=1, keepdims=True)
-    logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
-    return -logp[np.arange(len(y)), y]
 
 
 def _held_out_losses(z, y, kind: str) -> tuple:
