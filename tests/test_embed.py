@@ -141,3 +141,18 @@ def test_an_ensemble_embeds_with_its_highest_weight_member(weights, lead):
     assert {k: v.shape for k, v in got.output.items()} == {"embedding_a": (None, width), "embedding": (None, width + 1)}
     own = members[lead][0].weights
     assert got.weights and all(any(w is o for o in own) for w in got.weights)  # shared, not copied
+
+
+def test_an_ensemble_never_embeds_with_its_linear_model():
+    """The linear model (run/linear.py) has no fused vector: the lead is the heaviest searched member."""
+    import keras
+
+    from mmauto.model.embedding import embedding_model
+    from mmauto.model.ensemble import ensemble_model, lead_member
+
+    x, present = keras.Input((3,), name="a__x"), keras.Input((), name="a__present")
+    linear = keras.Model({"a__x": x, "a__present": present}, keras.layers.Dense(2, activation="softmax")(x))
+    members = {"1": (_toy(4), ["a__x", "a__present"]), "linear": (linear, ["a__x", "a__present"])}
+    model = ensemble_model(members, [0.2, 0.8])
+    assert lead_member(model).name == "trial_1"
+    assert embedding_model(model, ["a"]).output["embedding"].shape == (None, 5)

@@ -392,7 +392,9 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
     assert not np.allclose(kept[0], kept[1]) and not np.allclose(kept[1], kept[2])
     assert "replica_of" in (run / "leaderboard.csv").read_text().splitlines()[0]
     # The head's block of each member's kept predictions (its input heads' blocks follow it).
-    blend = sum(w * np.load(run / "search" / f"trial_{t}" / "val_predictions.npy")[:, :3] for t, w in zip(ens["members"], ens["weights"]))
+    # The linear model fitted before the search (run/linear.py) keeps its own beside the trials'.
+    kept_at = {t: run / "linear" if t == "linear" else run / "search" / f"trial_{t}" for t in ens["members"]}
+    blend = sum(w * np.load(kept_at[t] / "val_predictions.npy")[:, :3] for t, w in zip(ens["members"], ens["weights"]))
     calibration = card.get("calibration") or {}
     if calibration.get("applied"):  # the calibrate stage scales the blend's probabilities
         from mmauto.heads.calibration import softmax, softmax_logits

@@ -32,15 +32,21 @@ def ensemble_model(members: dict[str, tuple[keras.Model, list[str]]], weights: l
     return keras.Model(inputs, out, name=name)
 
 
+def _has_layer(model: keras.Model, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
+
+
 def lead_member(model: keras.Model) -> keras.Model:
-    """The member of an ensemble built by `ensemble_model` with the highest weight (the first
-    of equals, the one that joined first); any other model is its own lead.
+    """The searched member of an ensemble built by `ensemble_model` with the highest weight (the
+    first of equals, the one that joined first); any other model is its own lead.
 
     Members are nested models with their own layers; the Blend layer names them beside their
     weights, so the lead is read from the model itself rather than from the layer order."""
     blend = next((layer for layer in model.layers if isinstance(layer, Blend)), None)
     if blend is not None and blend.members:
+        # Searched members only: the linear model (run/linear.py) has no fused vector or fusion.
+        searched = [i for i, m in enumerate(blend.members) if _has_layer(model.get_layer(m), "fused")] or list(range(len(blend.members)))
         weights = blend.blend_weights
-        return model.get_layer(blend.members[max(range(len(weights)), key=weights.__getitem__)])
+        return model.get_layer(blend.members[max(searched, key=weights.__getitem__)])
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("trial_")]
     return nested[0] if len(nested) == 1 else model

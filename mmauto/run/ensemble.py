@@ -1,7 +1,8 @@
 """Stage `ensemble`: greedy ensemble selection (Caruana et al., 2004) over the trials'
 validation predictions; when it beats the best single trial on validation, the members are
 rebuilt and joined into one Keras model that averages their outputs, which the export stage
-serves behind the same raw-input signatures as a single model."""
+serves behind the same raw-input signatures as a single model. The linear model fitted before
+the search (stage `linear`), when there is one, is a candidate beside the trials."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from mmauto import events
 from mmauto.run.context import Prepared, Run, Searched, Selected
+from mmauto.run.linear import LINEAR_ID, LinearMember
 
 # Passes over the validation and test splits that the stages after this one make with the
 # exported model (calibration, evaluation, parity and the report's predictions), in units of
@@ -31,7 +33,7 @@ def member_seconds(build: float, splits_pass: float) -> float:
     return LATER_PASSES * splits_pass + BUILDS_PER_MEMBER * build
 
 
-def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -> Selected:
+def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, linear: LinearMember | None = None) -> Selected:
     from mmauto.config.manifest import ENSEMBLE_STEPS
     from mmauto.search import ensemble as selection
 
@@ -47,14 +49,16 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
         return selected
     size = ENSEMBLE_STEPS if setting is True else int(setting)
     candidates = _candidates(searched)
-    if len(candidates) < 2:
+    if len(candidates) + (linear is not None) < 2:
         return selected
     preds, targets = selection.load(Path(searched.tuner.project_dir), candidates)
+    if linear is not None and preds and linear.val_predictions.shape == next(iter(preds.values())).shape:
+        preds[LINEAR_ID] = linear.val_predictions
     if len(preds) < 2:
         return selected
     info = choose(data.prep.head, preds, targets, size)
     members = info["members"]
-    if len(members) < 2:
+    if len(members) < 2:  # the linear model alone has no fused vector to serve: the best trial
         return selected
     # The exported model will be the ensemble: score the best single trial now, on the same
     # splits, so the report and the bench can compare the two. That pass also times one
@@ -79,7 +83,7 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected) -
         members = info["members"]
     run.emit(events.EnsembleChosen(members=members, weights=info["weights"], metric=info["metric"],
                                    validation=info["validation"], best_single=info["best_single"]["validation"]))
-    return _build(searched, selected, data.prep.head, info)
+    return _build(searched, selected, data.prep.head, info, linear)
 
 
 def choose(head, preds: dict, targets, size: int) -> dict:
@@ -154,14 +158,16 @@ def _candidates(searched: Searched) -> list[str]:
     return out
 
 
-def _build(searched: Searched, selected: Selected, head, info: dict) -> Selected:
+def _build(searched: Searched, selected: Selected, head, info: dict, linear: LinearMember | None = None) -> Selected:
     from mmauto.model.ensemble import ensemble_model
     from mmauto.run.select import whole_model
 
     members, encoders, keys = {}, {}, []
     for tid in info["members"]:
-        trial = searched.tuner.oracle.get_trial(tid)
-        model, enc, k = whole_model(searched, trial)
+        if tid == LINEAR_ID:
+            model, enc, k = linear.model, linear.encoders, linear.input_keys
+        else:
+            model, enc, k = whole_model(searched, searched.tuner.oracle.get_trial(tid))
         members[tid] = (model, k)
         for name, etype in enc.items():
             encoders.setdefault(name, [])

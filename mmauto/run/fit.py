@@ -1,6 +1,6 @@
 """One `mmauto fit`, as its stages:
 
-    load -> prepare_data -> search -> select -> ensemble -> calibrate -> export -> evaluate -> summarize
+    load -> prepare_data -> linear -> search -> select -> ensemble -> calibrate -> export -> evaluate -> summarize
 
 (`task: zero_shot` trains nothing: load -> its stages in mmauto/run/zero_shot.py.)
 
@@ -20,6 +20,7 @@ from mmauto.run.context import FitOptions
 from mmauto.run.ensemble import ensemble
 from mmauto.run.evaluate import evaluate
 from mmauto.run.export import export
+from mmauto.run.linear import linear
 from mmauto.run.load import load
 from mmauto.run.prepare import prepare_data
 from mmauto.run.search import search
@@ -32,13 +33,14 @@ def fit(manifest_path, out, options: FitOptions, emit: events.Emit = events.igno
     if run.manifest.task == "zero_shot":  # nothing to train: its own short list of stages
         return zero_shot.fit(run)
     data = _timed(run, prepare_data, run)
+    member = _timed(run, linear, run, data)
     searched = _timed(run, search, run, data)
     if run.role == "worker":
         return worker_summary(run, searched)
     if searched.warning:
         emit(events.Notice(text=searched.warning))
     selected = _timed(run, select, run, searched)
-    selected = _timed(run, ensemble, run, data, searched, selected)
+    selected = _timed(run, ensemble, run, data, searched, selected, member)
     selected = _timed(run, calibrate, run, data, selected)
     exported = _timed(run, export, run, data, selected)
     evaluated = _timed(run, evaluate, run, data, exported)

@@ -1,0 +1,94 @@
+"""Stage `linear` (mmauto/run/linear.py): a logistic regression over the text inputs' TF-IDF,
+an ensemble candidate beside the trials."""
+
+import numpy as np
+import pytest
+import yaml
+from test_search import small_manifest
+
+
+def _prepared(demo_dir, tmp_path, **search):
+    return _prepared_from(small_manifest(demo_dir, tmp_path / "m.yaml", **search), tmp_path)
+
+
+def _prepared_from(manifest, folder):
+    from mmauto.run.context import FitOptions
+    from mmauto.run.load import load
+    from mmauto.run.prepare import prepare_data
+
+    seen = []
+    run = load(manifest, folder / "run", FitOptions(), seen.append)
+    return run, prepare_data(run), seen
+
+
+@pytest.mark.parametrize("label", ["3 classes", "yes/no"])
+def test_the_keras_linear_model_is_the_fitted_regression(demo_dir, tmp_path, label):
+    """The Keras model serves exactly the probabilities scikit-learn's regression gives on the
+    same features, in the trials' output layout (the head's block, its input heads' copies, and
+    for a binary label the matching embeddings' columns, zeros here)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mmauto.data.demo import write_demo
+    from mmauto.run import linear as stage
+
+    if label == "yes/no":
+        demo_dir = tmp_path / "demo"
+        write_demo(demo_dir, rows=120, seed=0, redundant=True)
+    run, data, seen = _prepared(demo_dir, tmp_path)
+    member = stage.linear(run, data)
+    assert member is not None and member.encoders == {"review": "tfidf"} and member.strength in stage.STRENGTHS
+    units = data.prep.head.units
+    assert member.val_predictions.shape == (data.splits["validation"].rows, units)
+    feeds = {"review": data.prep.encoder_inputs("review", "tfidf")["tfidf"][:2]}
+    x_train = stage._features(data.prep, data.datasets["train"], feeds, None)
+    x_val = stage._features(data.prep, data.datasets["validation"], feeds, None)
+    fitted = LogisticRegression(C=member.strength, max_iter=1000).fit(x_train, stage._labels(data.prep, data.splits["train"].frame))
+    classes = stage._inner(data.prep.head).units
+    expected = np.zeros((x_val.shape[0], max(classes, 2)))
+    expected[:, fitted.classes_] = fitted.predict_proba(x_val)
+    if classes == 1:  # a binary head's one column: the probability of the second class
+        expected = expected[:, 1:]
+        classes = 1
+    if label == "yes/no":
+        assert type(data.prep.head).__name__ == "Matching"  # its embeddings' columns follow the answer
+    answer = data.prep.head.units if label == "3 classes" else data.prep.head.head.units
+    for block in range(answer // classes):  # every block answers the same
+        np.testing.assert_allclose(member.val_predictions[:, block * classes : (block + 1) * classes], expected, atol=1e-4)
+    assert not member.val_predictions[:, answer:].any()
+    assert np.allclose(np.load(run.run_dir / "linear" / "val_predictions.npy"), member.val_predictions)
+    assert any("linear model (TF-IDF of review" in getattr(e, "text", "") for e in seen)
+
+
+def test_no_linear_model_when_turned_off_or_without_text(demo_dir, tmp_path):
+    from mmauto.run import linear as stage
+
+    off, off_data, _ = _prepared(demo_dir, tmp_path, linear=False)
+    assert stage.linear(off, off_data) is None
+    table_only = tmp_path / "table"
+    table_only.mkdir()
+    spec = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    spec["inputs"] = {"meta": spec["inputs"]["meta"]}
+    spec["search"]["linear"] = True
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(spec))
+    run, data, _ = _prepared_from(tmp_path / "m.yaml", table_only)
+    assert stage.linear(run, data) is None
+
+
+@pytest.mark.parametrize("seen", [[0, 1, 2], [0, 2]])
+def test_the_weights_give_each_class_its_probability(seen):
+    """Multiclass weights from scikit-learn's coefficients, also when the training rows hold only
+    two of the classes (scikit-learn then fits one logit) or lack one."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mmauto.heads.calibration import softmax
+    from mmauto.run.linear import _weights
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 4))
+    y = np.array(seen)[rng.integers(0, len(seen), 90)]
+    fitted = LogisticRegression(C=1.0).fit(x, y)
+    kernel, bias = _weights(fitted, 3, 4)
+    got = softmax(x @ kernel + bias)
+    expected = np.zeros((90, 3))
+    expected[:, fitted.classes_] = fitted.predict_proba(x)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
