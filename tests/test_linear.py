@@ -92,3 +92,20 @@ def test_the_weights_give_each_class_its_probability(seen):
     expected = np.zeros((90, 3))
     expected[:, fitted.classes_] = fitted.predict_proba(x)
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_a_time_budget_bounds_the_strengths_tried(demo_dir, tmp_path, monkeypatch):
+    """Past its share of the budget the stage keeps the best strength so far (here: the first)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mmauto.run import linear as stage
+
+    run, data, _ = _prepared(demo_dir, tmp_path)
+    fits = []
+    fit = LogisticRegression.fit
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, *a, **k: fits.append(self.C) or fit(self, *a, **k))
+    assert stage.linear(run, data) is not None and fits == list(stage.STRENGTHS)  # no budget: every strength
+    fits.clear()
+    run.budget = 600.0
+    monkeypatch.setattr(stage, "BUDGET_SHARE", 0.0)
+    assert stage.linear(run, data).strength == stage.STRENGTHS[0] and fits == [stage.STRENGTHS[0]]

@@ -28,6 +28,8 @@ LINEAR_ID = "linear"
 STRENGTHS = (0.3, 1.0, 3.0, 10.0)
 # Training rows the regression sees at most (the first ones): its cost stays seconds.
 MAX_ROWS = 50_000
+# Under a time budget, no further strength is tried once the stage has used this share of it.
+BUDGET_SHARE = 0.1
 BATCH = 1024
 
 
@@ -64,6 +66,8 @@ def linear(run: Run, data: Prepared) -> Optional[LinearMember]:
         return None
     best = None
     for c in STRENGTHS:
+        if best is not None and run.budget is not None and time.time() - t0 > BUDGET_SHARE * run.budget:
+            break
         fitted = LogisticRegression(C=c, max_iter=1000).fit(x_train, y_train)
         proba = np.zeros((x_val.shape[0], classes))
         proba[:, fitted.classes_] = fitted.predict_proba(x_val)
