@@ -131,7 +131,7 @@ def test_two_served_targets_and_an_auxiliary_one(multi_run):
     assert set(card["signatures"]["serving_default"]["outputs"]) == outputs
     assert summary["objective"] == "val_accuracy"  # the primary target's, under its plain name
     stages = summary["stages"]
-    assert list(stages) == ["prepare_data", "search", "select", "ensemble", "calibrate", "export", "evaluate"]
+    assert list(stages) == ["prepare_data", "linear", "search", "select", "ensemble", "calibrate", "export", "evaluate"]
     assert all(s >= 0 for s in stages.values()) and sum(stages.values()) <= summary["seconds"]
     metrics = json.loads((run / "metrics.json").read_text())
     for split in ("validation", "test"):
