@@ -29,6 +29,7 @@ def test_the_keras_linear_model_is_the_fitted_regression(demo_dir, tmp_path, lab
     from sklearn.linear_model import LogisticRegression
 
     from mmauto.data.demo import write_demo
+    from mmauto.heads.wrapper import unwrapped
     from mmauto.run import linear as stage
 
     if label == "yes/no":
@@ -43,7 +44,7 @@ def test_the_keras_linear_model_is_the_fitted_regression(demo_dir, tmp_path, lab
     x_train = stage._features(data.prep, data.datasets["train"], feeds, None)
     x_val = stage._features(data.prep, data.datasets["validation"], feeds, None)
     fitted = LogisticRegression(C=member.strength, max_iter=1000).fit(x_train, stage._labels(data.prep, data.splits["train"].frame))
-    classes = stage._inner(data.prep.head).units
+    classes = unwrapped(data.prep.head).units
     expected = np.zeros((x_val.shape[0], max(classes, 2)))
     expected[:, fitted.classes_] = fitted.predict_proba(x_val)
     if classes == 1:  # a binary head's one column: the probability of the second class

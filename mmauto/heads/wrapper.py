@@ -16,6 +16,14 @@ import keras
 from keras import ops
 
 
+def unwrapped(head, stop: tuple = ()):
+    """The head inside `head`'s wrappers (input heads, matching); with `stop`, the first
+    wrapper of one of those types, if any."""
+    while isinstance(head, HeadWrapper) and not isinstance(head, stop):
+        head = head.head
+    return head
+
+
 class HeadWrapper:
     """Forwards everything about targets, serving and scores to `head`, on its block of the
     output. Subclasses define `units`, the model's output and the loss."""

@@ -52,10 +52,9 @@ def _answer(head, logits, name: str):
     """The head's answer from the task's logits: through its input heads' layout (the same
     logits in every copy's block) when it has them; other wrappers add columns after it."""
     from mmauto.heads.input_heads import InputHeads
-    from mmauto.heads.wrapper import HeadWrapper
+    from mmauto.heads.wrapper import unwrapped
 
-    while isinstance(head, HeadWrapper) and not isinstance(head, InputHeads):
-        head = head.head
+    head = unwrapped(head, (InputHeads,))
     if not isinstance(head, InputHeads):
         return head.output(logits)
     copies = head.units // logits.shape[-1]

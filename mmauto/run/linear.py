@@ -52,6 +52,7 @@ def linear(run: Run, data: Prepared) -> Optional[LinearMember]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
 
+    from mmauto.heads.wrapper import unwrapped
     from mmauto.model.linear import linear_model
     from mmauto.search.oracles import save_npy_atomic
 
@@ -61,7 +62,7 @@ def linear(run: Run, data: Prepared) -> Optional[LinearMember]:
     x_train, x_val = (_features(prep, data.datasets[s], feeds, limit) for s, limit in (("train", MAX_ROWS), ("validation", None)))
     y_train = _labels(prep, data.splits["train"].frame)[: x_train.shape[0]]
     y_val = _labels(prep, data.splits["validation"].frame)
-    classes = _inner(prep.head).units if _inner(prep.head).units > 1 else 2
+    classes = max(unwrapped(prep.head).units, 2)  # a binary head's one unit: two classes
     if len(np.unique(y_train)) < 2:
         return None
     best = None
@@ -79,6 +80,8 @@ def linear(run: Run, data: Prepared) -> Optional[LinearMember]:
     kernel, bias = _weights(fitted, classes, x_train.shape[1])
     model, keys = linear_model(prep.head, {n: (k, s) for n, (k, s) in feeds.items()}, kernel, bias)
     val = prep.batches(data.datasets["validation"], BATCH, {n: "tfidf" for n in names}, keys)
+    # Through the Keras model, not scikit-learn's predict_proba: the kept predictions are then
+    # exactly what the exported graph serves (one more TF-IDF pass over validation, seconds).
     preds = np.asarray(model.predict(val, verbose=0), "float32")
     preds = preds.reshape(len(preds), -1)
     # Beside the trials' (search/trial_<id>/val_predictions.npy), outside keras-tuner's folder.
@@ -88,24 +91,16 @@ def linear(run: Run, data: Prepared) -> Optional[LinearMember]:
     return LinearMember(model, keys, {n: "tfidf" for n in names}, preds, c, float(loss))
 
 
-def _inner(head):
-    """The task's own head inside its wrappers (input heads, matching), if any."""
-    from mmauto.heads.wrapper import HeadWrapper
-
-    while isinstance(head, HeadWrapper):
-        head = head.head
-    return head
-
-
 def _text_inputs(run: Run, data: Prepared) -> list[str]:
     """The inputs the linear model reads; none where it does not apply."""
     from mmauto.heads.binary import BinaryHead
     from mmauto.heads.classification import MulticlassHead
+    from mmauto.heads.wrapper import unwrapped
 
     m = run.manifest
     if not m.search.linear or m.train.ensemble is False or m.retrieval or run.role == "worker":
         return []
-    if type(_inner(data.prep.head)) not in (BinaryHead, MulticlassHead):
+    if type(unwrapped(data.prep.head)) not in (BinaryHead, MulticlassHead):
         return []
     return [n for n in m.inputs if "tfidf" in data.prep.candidates(n)]
 
