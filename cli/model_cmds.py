@@ -165,8 +165,7 @@ class FitPrinter(Printer):
         parts = []
         c = f.get("calibration")
         if c and c.get("method"):
-            kept = f"temperature {c['temperature']:.3g}" if c["applied"] else f"temperature not kept ({c.get('not_kept')})"
-            parts.append(f"{kept}, validation ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
+            parts.append(f"{_scaling(c)}, validation ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
         if f.get("threshold") is not None:
             parts.append(f"threshold {f['threshold']:.3g}" + (f" (chosen for {f['threshold_chosen_for']})" if f.get("threshold_chosen_for") else " (pinned)"))
         if f.get("thresholds"):
@@ -393,3 +392,14 @@ def leaderboard(
 def register(app: typer.Typer) -> None:
     for fn in (fit, predict, embed, evaluate, search, leaderboard):
         app.command()(fn)
+
+
+def _scaling(c: dict) -> str:
+    """The scaling stage `calibrate` served (the card's `calibration`), in a few words."""
+    if not c["applied"]:
+        return f"{c['method']} scaling not kept ({c.get('not_kept')})"
+    if c["method"] == "temperature":
+        return f"temperature {c['temperature']:.3g}"
+    if c["method"] == "beta":
+        return "beta calibration (a, b, c = " + ", ".join(f"{v:.3g}" for v in c["beta"]) + ")"
+    return "vector scaling" if len(c["scale"]) > 1 else f"Platt scaling (scale {c['scale'][0]:.3g}, bias {c['bias'][0]:.3g})"

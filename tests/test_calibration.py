@@ -13,7 +13,7 @@ import yaml
 from conftest import run_cli
 
 from mmauto.heads import calibration as cal
-from mmauto.heads import head_for
+from mmauto.heads import head_for, scaling
 
 
 def train_spec(**kw):
@@ -119,13 +119,80 @@ def test_platt_scaling_is_kept_for_a_small_shift():
     head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
     c = head.calibrate(p, y, train_spec())["calibration"]
     cv = c["cross_validated_log_loss"]
-    assert cv["temperature"] * (1 - cal.VECTOR_MARGIN["softmax"]) < cv["vector"] < cv["temperature"]
+    assert cv["temperature"] * (1 - scaling.VECTOR_MARGIN["softmax"]) < cv["vector"] < cv["temperature"]
     assert c["method"] == "vector" and c["applied"] and c["bias"][0] < -0.1
     pinned = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
     pinned.calibrate(p, y, train_spec(calibrate="temperature"))
     fresh, y2 = rows(1)
     bce = lambda q: -np.mean(y2 * np.log(q[:, 1]) + (1 - y2) * np.log(q[:, 0]))  # noqa: E731
     assert bce(head.expected(fresh)) < bce(pinned.expected(fresh))
+
+
+def two_sided(n=4000, seed=0, a=0.4, b=1.8, c=-0.5):
+    """Sigmoid outputs whose true logit is a ln p - b ln(1 - p) + c: too sure where the model
+    says negative (a < 1), not sure enough where it says positive (b > 1), as the reviews'
+    ensembles are; one scale on the logit cannot fix both sides."""
+    rng = np.random.default_rng(seed)
+    p = cal.sigmoid(rng.normal(1.5, 2.5, n)).astype("float32")
+    true = a * np.log(p) - b * np.log1p(-p) + c
+    return p[:, None], (rng.random(n) < cal.sigmoid(true)).astype(int)
+
+
+def test_beta_calibration_fixes_a_two_sided_distortion():
+    """Default `calibrate: true` on a binary label: beta calibration (three parameters) wins the
+    cross-validation over temperature and Platt scaling, recovers the distortion, serves in
+    the graph what numpy computes, and fits fresh rows better than Platt scaling pinned."""
+    p, y = two_sided()
+    head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    c = head.calibrate(p, y, train_spec())["calibration"]
+    cv = c["cross_validated_log_loss"]
+    assert c["method"] == "beta" and c["applied"] and cv["beta"] < min(cv["vector"], cv["temperature"], cv["none"])
+    a, b, bias = c["beta"]
+    assert abs(a - 0.4) < 0.15 and abs(b - 1.8) < 0.2 and abs(bias + 0.5) < 0.3
+    assert c["cross_validated_gain_z"]["beta"] >= scaling.CV_SIGNIFICANCE and c["ece_after"] < c["ece_before"] / 2
+    assert head.temperature is None and head.vector_scaling is None and head.card()["calibration"]["method"] == "beta"
+    fresh, y2 = two_sided(seed=1)
+    served = head.serve(tf.constant(fresh))["probabilities"].numpy()
+    assert np.abs(served - head.expected(fresh)).max() < 1e-5
+    platt = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    assert platt.calibrate(p, y, train_spec(calibrate="vector"))["calibration"]["method"] == "vector"
+    q = lambda h: np.clip(h.expected(fresh)[:, 1], 1e-7, 1 - 1e-7)  # noqa: E731  (float32 reaches 1)
+    bce = lambda r: -np.mean(y2 * np.log(r) + (1 - y2) * np.log(1 - r))  # noqa: E731
+    assert bce(q(head)) < bce(q(platt)) - 0.005
+    pinned = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    assert pinned.calibrate(p, y, train_spec(calibrate="beta"))["calibration"]["beta"] == c["beta"]
+
+
+def test_beta_calibration_is_monotone_and_identity_when_calibrated():
+    """a and b stay >= 0, so the served probability keeps the model's ranking; on calibrated
+    outputs the fit stays near the identity (a = b = 1, c = 0)."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 2, 20000)
+    y = (rng.random(20000) < cal.sigmoid(z)).astype(int)
+    a, b, c = scaling.fit_beta(z, y)
+    assert abs(a - 1) < 0.1 and abs(b - 1) < 0.1 and abs(c) < 0.1
+    w = scaling.fit_beta(z, 1 - y)  # anti-correlated: the fit may flatten, never invert
+    assert w[0] >= 0 and w[1] >= 0
+    grid = np.linspace(-8, 8, 50)
+    assert np.all(np.diff(scaling.beta_logits(grid, w)) >= -1e-12)
+
+
+def test_pinned_beta_needs_a_two_class_label(demo_dir, tmp_path):
+    """`calibrate: beta` on the demo's three-class label: one line naming the key and the
+    target, exit 2, before any training."""
+    from mmauto.config.manifest import load_manifest
+    from mmauto.data.checks import load_splits
+    from mmauto.errors import ManifestError
+
+    shutil.copytree(demo_dir, tmp_path / "d")
+    path = tmp_path / "d" / "manifest.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["train"]["calibrate"] = "beta"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ManifestError, match="train.calibrate: 'beta' calibrates a two-class label, and target 'label' has 3 classes"):
+        load_splits(load_manifest(path))
+    r = run_cli("validate", path)
+    assert r.returncode == 2 and "train.calibrate" in r.stderr + r.stdout and "Traceback" not in r.stderr
 
 
 def test_vector_scaling_fixes_per_class_miscalibration():
@@ -319,10 +386,29 @@ def test_a_gain_within_the_noise_serves_no_scaling(kind):
     head = head_for("classification", "label", classes, {"classes": classes})
     c = head.calibrate(probs, y, train_spec())["calibration"]
     assert not c["applied"] and "standard errors" in c["not_kept"]
-    assert max(c["cross_validated_gain_z"].values()) < cal.CV_SIGNIFICANCE
+    assert max(c["cross_validated_gain_z"].values()) < scaling.CV_SIGNIFICANCE
     assert c["log_loss_after"] == c["log_loss_before"]
     pinned = head_for("classification", "label", classes, {"classes": classes})
     assert pinned.calibrate(probs, y, train_spec(calibrate="temperature"))["calibration"]["applied"]  # pinned: as asked
     served = head.serve(tf.constant(probs))["probabilities"].numpy()
     expect = np.concatenate([1 - probs, probs], axis=1) if kind == "binary" else probs
     assert np.abs(served - expect).max() < 1e-5
+
+
+def test_cli_and_report_name_the_scaling_served():
+    """The fit's `calibration:` line and the report's sentence say which scaling was served."""
+    from mmauto.report.html import _scaling_line
+    from mmauto_cli.model_cmds import _scaling
+
+    p, y = two_sided()
+    head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    c = head.calibrate(p, y, train_spec())["calibration"]
+    assert _scaling(c).startswith("beta calibration (a, b, c = 0.")
+    assert _scaling_line(c).startswith("Beta calibration (logit = 0.") and "ln(1 - p)" in _scaling_line(c)
+    platt = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    assert _scaling(platt.calibrate(p, y, train_spec(calibrate="vector"))["calibration"]).startswith("Platt scaling (scale ")
+    rng = np.random.default_rng(7)
+    z = rng.normal(0, 2, 3000)
+    calibrated = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    c = calibrated.calibrate(cal.sigmoid(z).astype("float32")[:, None], (rng.random(3000) < cal.sigmoid(z)).astype(int), train_spec())
+    assert "scaling not kept (its cross-validated gain" in _scaling(c["calibration"])

@@ -215,7 +215,7 @@ class SearchSpec(Strict):
         return None if self.time_budget is None else parse_duration(self.time_budget)
 
 
-CALIBRATIONS = ("temperature", "vector")
+CALIBRATIONS = ("temperature", "vector", "beta")
 # The moving average's horizon in steps (momentum 1 - 1 / steps) at most: one epoch when shorter,
 # so a small data set's average does not lag epochs behind. On degraded AV-digits (two seeds of
 # the CNN entry alone, bench/RESULTS.md) 100 steps cut the test log loss from 0.126 to 0.097;
@@ -256,9 +256,10 @@ class TrainSpec(Strict):
     threshold: Optional[float] = Field(None, gt=0, lt=1)
     threshold_metric: Literal["accuracy", "f1"] = "accuracy"
     # Calibration fitted on validation after the search (stage `calibrate`): classifiers'
-    # probabilities scaled (true: temperature scaling, or vector scaling where it wins a
-    # cross-validation on the validation rows; "temperature" or "vector" pins one; multilabel
-    # keeps one shared temperature), regression's conformal interval; false: none of them.
+    # probabilities scaled (true: temperature scaling, or vector scaling, or for two classes
+    # beta calibration, where it wins a cross-validation on the validation rows; "temperature",
+    # "vector" or "beta" (two classes) pins one; multilabel keeps one shared temperature),
+    # regression's conformal interval; false: none of them.
     calibrate: Union[bool, Literal[CALIBRATIONS]] = True  # type: ignore[valid-type]
     interval_coverage: float = Field(0.9, gt=0, lt=1)
     # Greedy ensemble selection over the trials: true (up to ENSEMBLE_STEPS picks), a number of
@@ -276,7 +277,7 @@ class TrainSpec(Strict):
     def _calibrate(cls, v):
         if v is True or v is False or v in CALIBRATIONS:
             return v
-        raise ValueError(f"expected true, false, 'temperature' or 'vector', got {v!r}")
+        raise ValueError(f"expected true, false, 'temperature', 'vector' or 'beta', got {v!r}")
 
     @field_validator("reduce_lr", "ema", mode="before")
     @classmethod

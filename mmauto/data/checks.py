@@ -19,7 +19,7 @@ import pandas as pd
 
 from mmauto.config.manifest import Manifest, TargetSpec
 from mmauto.data.tables import read_table, split_indices
-from mmauto.errors import DataError, did_you_mean
+from mmauto.errors import DataError, ManifestError, did_you_mean
 from mmauto.modalities import MODALITIES
 from mmauto.modalities.base import cell_is_missing
 from mmauto.modalities.tabular import FLOAT32_MAX, numeric_is_missing
@@ -290,7 +290,21 @@ def load_splits(manifest: Manifest) -> Splits:
             raise DataError(f"{train.source}: target '{t.column}' ({t.task}) is empty in every training row; "
                             "fill it in or remove it from `target`")
     classes = {t.column: _classes(manifest, t, splits, dropped) for t in manifest.targets if t.task != "regression"}
+    _check_pinned_scaling(manifest, classes)
     return Splits(manifest, splits, dropped, classes)
+
+
+def _check_pinned_scaling(manifest: Manifest, classes: dict[str, list[str]]) -> None:
+    """`train.calibrate: beta` scales one sigmoid output: every classification target must
+    have two classes (known only once the training rows are read)."""
+    if manifest.train.calibrate != "beta":
+        return
+    for t in manifest.targets:
+        if t.task != "regression" and not (t.task == "classification" and len(classes[t.column]) == 2):
+            what = f"{len(classes[t.column])} classes" if t.task == "classification" else "several labels"
+            raise ManifestError(manifest.where, "train.calibrate",
+                                f"'beta' calibrates a two-class label, and target '{t.column}' has {what}; "
+                                "use true, 'temperature' or 'vector'")
 
 
 def _read_tables(manifest: Manifest, dropped: list[Problem], with_target: bool = True, more_problems=None) -> dict[str, Split]:

@@ -137,12 +137,12 @@ class Head(abc.ABC):
 
     @property
     def calibration(self) -> Optional[dict]:
-        """The fitted temperature or vector scaling (see heads/calibration.py), or None."""
+        """The fitted scaling (see heads/calibration.py and heads/scaling.py), or None."""
         return self.state.get("calibration")
 
     @property
     def temperature(self) -> Optional[float]:
-        """The temperature `serve` applies, or None (not fitted, not kept, or vector scaling)."""
+        """The temperature `serve` applies, or None (not fitted, not kept, or another scaling)."""
         c = self.calibration
         return float(c["temperature"]) if c and c.get("applied") and c.get("method", "temperature") == "temperature" else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmauto.heads import calibration as cal
+from mmauto.heads import scaling
 from mmauto.heads.base import HEADS
 from mmauto.heads.classification import MulticlassHead
 
@@ -12,7 +13,7 @@ from mmauto.heads.classification import MulticlassHead
 @HEADS.register("binary")
 class BinaryHead(MulticlassHead):
     """One sigmoid unit (the probability of `classes[1]`); serves both classes' probabilities
-    (temperature- or Platt-scaled when fitted) and the label: `classes[1]` where its probability is at or
+    (temperature-, Platt- or beta-scaled when fitted) and the label: `classes[1]` where its probability is at or
     above the decision threshold (chosen on validation, or `train.threshold` when pinned)."""
 
     activation = "sigmoid"
@@ -44,12 +45,20 @@ class BinaryHead(MulticlassHead):
         """The served label's threshold on the probability of `classes[1]`."""
         return float(self.state.get("threshold", self.threshold))
 
+    @property
+    def beta_calibration(self):
+        """The (a, b, c) of the beta calibration `serve` applies (heads/scaling.py), or None."""
+        c = self.calibration
+        return [float(v) for v in c["beta"]] if c and c.get("applied") and c.get("method") == "beta" else None
+
     def probabilities(self, y):
         import tensorflow as tf
 
-        t, v = self.temperature, self.vector_scaling
-        if v is not None:
-            p = cal.tf_sigmoid_vector(y[:, 0], v[0][0], v[1][0])
+        t, v, w = self.temperature, self.vector_scaling, self.beta_calibration
+        if w is not None:
+            p = scaling.tf_sigmoid_beta(y[:, 0], w)
+        elif v is not None:
+            p = scaling.tf_sigmoid_vector(y[:, 0], v[0][0], v[1][0])
         else:
             p = y[:, 0] if t is None else cal.tf_sigmoid_scaled(y[:, 0], t)
         return tf.stack([1.0 - p, p], axis=1)
@@ -64,7 +73,9 @@ class BinaryHead(MulticlassHead):
     def _positive(self, y) -> np.ndarray:
         """The served probability of `classes[1]` (numpy, float32) from the model's output."""
         p = np.asarray(y, "float32")[:, 0]
-        t, v = self.temperature, self.vector_scaling
+        t, v, w = self.temperature, self.vector_scaling, self.beta_calibration
+        if w is not None:
+            return cal.sigmoid(scaling.beta_logits(cal.sigmoid_logits(p), w)).astype("float32")
         if v is not None:
             return cal.sigmoid(cal.sigmoid_logits(p) * v[0][0] + v[1][0]).astype("float32")
         return p if t is None else cal.sigmoid(cal.sigmoid_logits(p) / t).astype("float32")
@@ -88,8 +99,8 @@ class BinaryHead(MulticlassHead):
         z = cal.sigmoid_logits(np.asarray(y)[:, 0])
         info = cal.temperature_report(z, lambda t: cal.sigmoid_nll(z, positive, t),
                                       lambda t: cal.ece(cal.sigmoid(z / t), positive), train.calibrate in (True, "temperature"))
-        if train.calibrate in (True, "vector"):  # one logit: a scale and a bias (Platt scaling)
-            info = cal.vector_report(z, positive, "sigmoid", train.calibrate, info, lambda s: cal.ece(cal.sigmoid(s), positive))
+        if train.calibrate in (True, "vector", "beta"):  # Platt scaling (a scale and a bias) or beta calibration
+            info = scaling.scaling_report(z, positive, "sigmoid", train.calibrate, info, lambda s: cal.ece(cal.sigmoid(s), positive))
         self.state["calibration"] = info
         if train.threshold is None:  # chosen on the calibrated probabilities, as served
             threshold = cal.choose_threshold(self._positive(y), positive, train.threshold_metric)

@@ -1,7 +1,7 @@
 """Post-hoc calibration on validation predictions, shared by the heads (numpy and scipy only):
-temperature and vector scaling (Guo et al., 2017; for one logit vector scaling is Platt's),
-expected calibration error and its floor on a finite set, decision thresholds and
-split-conformal intervals. The heads decide which applies to their task (heads/*.py `calibrate`)
+temperature scaling (Guo et al., 2017; the other scalings and the choice among them are in
+heads/scaling.py), expected calibration error and its floor on a finite set, decision
+thresholds and split-conformal intervals. The heads decide which applies to their task (heads/*.py `calibrate`)
 and apply the fitted values in `serve` (TF) and `expected` (numpy) alike."""
 
 from __future__ import annotations
@@ -19,29 +19,6 @@ EPS_SIGMOID = 1e-7
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 # Calibration is kept only when it lowers the validation log loss by more than this.
 MIN_GAIN = 1e-6
-# Vector scaling: a scale and a bias per logit, L2-pulled towards one shared scale and no bias
-# (so with few rows it falls back towards temperature scaling) with a weight of VECTOR_PRIOR /
-# rows (a Gaussian prior worth a fixed number of rows; 4 is 0.01 on the AV-digits' 400
-# validation rows, the best of 0.001 / 0.01 / 0.1 there by held-out log loss). `calibrate: true` serves it
-# only when its log loss on held-out validation rows (CV_FOLDS-fold cross-validation) is lower
-# than temperature scaling's by VECTOR_MARGIN (relative): one parameter per class overfits
-# small validation splits, where temperature scaling stays the safer fit. Sigmoid outputs
-# share one scale and one bias (Platt scaling: a single parameter more than temperature
-# scaling, which cannot move a shifted base rate), kept whenever the cross-validation prefers
-# it: on four kept fits of the reviews (3,523 test rows) test ECE 0.018 on average against
-# temperature scaling's 0.020, 0.015 against 0.024 on the one whose cross-validated gain was
-# 0.35% (bench/RESULTS.md).
-VECTOR_PRIOR = 4.0
-VECTOR_MARGIN = {"softmax": 0.01, "sigmoid": 0.0}
-CV_FOLDS = 5
-# With `calibrate: true` a scaling is served only when its cross-validated log-loss gain over
-# the raw probabilities is this many standard errors of the per-row gains or more. The
-# validation rows chose each trial's epoch and the ensemble's weights, so a small gain on them
-# does not carry over: on the reviews (3,523 validation rows) temperature scaling won the
-# cross-validation by 1.4 standard errors and raised the test ECE from 0.019 to 0.022
-# (bench/RESULTS.md); where calibration matters the gain is many standard errors.
-CV_SIGNIFICANCE = 2.0
-MIN_CV_ROWS = 100
 FLOOR_DRAWS = 100
 
 
@@ -105,21 +82,6 @@ def tf_sigmoid_scaled(p, temperature: float):
     return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / temperature)
 
 
-def tf_softmax_vector(y, scale, bias):
-    """softmax(log(y) * scale + bias) in the served graph (TF, float32)."""
-    import tensorflow as tf
-
-    return tf.nn.softmax(tf.math.log(tf.maximum(y, EPS_SOFTMAX)) * scale + bias, axis=-1)
-
-
-def tf_sigmoid_vector(p, scale, bias):
-    """sigmoid(logit(p) * scale + bias) in the served graph (TF, float32)."""
-    import tensorflow as tf
-
-    p = tf.clip_by_value(p, EPS_SIGMOID, 1.0 - EPS_SIGMOID)
-    return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) * scale + bias)
-
-
 def softmax(z) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -132,15 +94,15 @@ def sigmoid(z) -> np.ndarray:
 
 def softmax_nll(z: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of class indices `y` under softmax(z / T)."""
-    return float(np.mean(_row_nll(z / temperature, y, "softmax")))
+    return float(np.mean(row_nll(z / temperature, y, "softmax")))
 
 
 def sigmoid_nll(z: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
     """Mean binary cross-entropy of 0/1 targets `y` under sigmoid(z / T) (every element)."""
-    return float(np.mean(_row_nll(z / temperature, y, "sigmoid")))
+    return float(np.mean(row_nll(z / temperature, y, "sigmoid")))
 
 
-def _row_nll(z, y, kind: str) -> np.ndarray:
+def row_nll(z, y, kind: str) -> np.ndarray:
     """Each row's log loss of softmax(z) (class indices y) or sigmoid(z) (0/1 y; every element,
     computed stably)."""
     if kind == "sigmoid":
@@ -183,119 +145,6 @@ def temperature_report(z, nll: Callable[[float], float], ece_at: Callable[[float
             "log_loss_before": round(before, 6), "log_loss_after": round(after if applied else before, 6),
             "ece_before": round(ece_at(1.0), 6), "ece_after": round(ece_at(t if applied else 1.0), 6),
             "ece_bins": ECE_BINS}
-
-
-# === Vector scaling ===
-
-
-def _affine_loss(z, y, kind: str, l2: float):
-    """Log loss (and its gradient) of softmax or sigmoid(z * scale + bias), plus the L2 pull of
-    the scales towards their mean and of the biases towards 0; `w` = scales then biases."""
-    if kind == "sigmoid":
-        z = z.reshape(-1, 1)
-        onehot = y.reshape(-1, 1).astype("float64")
-    else:
-        onehot = np.eye(z.shape[1])[y]
-    c, n = z.shape[1], len(z)
-
-    def loss(w):
-        a, b = w[:c], w[c:]
-        s = z * a + b
-        if kind == "sigmoid":
-            p = sigmoid(s)
-            value = float(np.mean(np.logaddexp(0.0, -s) * onehot + np.logaddexp(0.0, s) * (1 - onehot)))
-        else:
-            s = s - s.max(axis=1, keepdims=True)
-            logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
-            p, value = np.exp(logp), float(-np.mean(np.sum(logp * onehot, axis=1)))
-        g = (p - onehot) / n
-        da = a - a.mean() if c > 1 else a - 1.0
-        value += l2 * float(np.sum(da ** 2) + np.sum(b ** 2))
-        return value, np.concatenate([(g * z).sum(axis=0) + 2 * l2 * da, g.sum(axis=0) + 2 * l2 * b])
-
-    return loss, c
-
-
-def fit_vector(z, y, kind: str, prior: float = VECTOR_PRIOR) -> tuple[np.ndarray, np.ndarray]:
-    """Scales and biases minimising the regularised log loss of `kind` ("softmax": z (N, C) and
-    class indices y; "sigmoid": z (N,) and 0/1 y, Platt scaling) (L-BFGS from the identity)."""
-    from scipy.optimize import minimize
-
-    z, y = np.asarray(z, "float64"), np.asarray(y).astype(int)
-    loss, c = _affine_loss(z, y, kind, prior / max(len(y), 1))
-    res = minimize(loss, np.concatenate([np.ones(c), np.zeros(c)]), jac=True, method="L-BFGS-B")
-    return res.x[:c], res.x[c:]
-
-
-def _nll(z, y, kind: str, temperature: float = 1.0) -> float:
-    return softmax_nll(z, y, temperature) if kind == "softmax" else sigmoid_nll(z, y, temperature)
-
-
-def _vector_logits(z, scale, bias, kind: str) -> np.ndarray:
-    return z * scale + bias if kind == "softmax" else z * scale[0] + bias[0]
-
-
-def _held_out_losses(z, y, kind: str) -> tuple:
-    """Per-row log loss of (none, temperature, vector) on the second half of (z, y), fitted on the first."""
-    (zf, zh), (yf, yh) = z, y
-    t = fit_temperature(lambda t: _nll(zf, yf, kind, t))
-    a, b = fit_vector(zf, yf, kind)
-    return _row_nll(zh, yh, kind), _row_nll(zh / t, yh, kind), _row_nll(_vector_logits(zh, a, b, kind), yh, kind)
-
-
-def cross_validated_nll(z, y, kind: str, folds: int = CV_FOLDS, seed: int = 0) -> tuple[dict, dict]:
-    """Held-out log loss of no scaling, temperature and vector scaling, each fitted on the
-    other folds of these rows (the same folds for all three); and how many standard errors of
-    the per-row differences each scaling's gain over no scaling is."""
-    z, y = np.asarray(z, "float64"), np.asarray(y).astype(int)
-    fold = np.random.default_rng(seed).permutation(len(y)) % folds
-    rows = np.zeros((3, len(y)))
-    for k in range(folds):
-        held = fold == k
-        rows[:, held] = _held_out_losses((z[~held], z[held]), (y[~held], y[held]), kind)
-    means = {name: round(float(v), 6) for name, v in zip(("none", "temperature", "vector"), rows.mean(axis=1))}
-    gains = rows[0] - rows[1:]
-    se = gains.std(axis=1, ddof=1) / math.sqrt(len(y))
-    z_scores = {name: round(float(g.mean() / e), 3) if e > 0 else 0.0 for name, g, e in zip(("temperature", "vector"), gains, se)}
-    return means, z_scores
-
-
-def _not_significant(report: dict, cv: dict, z_scores: dict, method: str) -> dict:
-    """`report` with no scaling served: `method`'s cross-validated gain is too small to tell from noise."""
-    gain = cv["none"] - cv[method]
-    return {**report, "method": method, "applied": False, "temperature": 1.0, "log_loss_after": report["log_loss_before"],
-            "ece_after": report["ece_before"], "cross_validated_log_loss": cv, "cross_validated_gain_z": z_scores,
-            "not_kept": f"its cross-validated gain over the raw probabilities ({gain:.4f} log loss, {z_scores[method]:.1f} "
-                        f"standard errors on {report['rows']} validation rows) is under the {CV_SIGNIFICANCE:g} needed"}
-
-
-def vector_report(z, y, kind: str, mode, report: dict, ece_of: Callable[[np.ndarray], float]) -> dict:
-    """Vector scaling in place of `report`'s temperature scaling, when `mode` is "vector"
-    (and it lowers the validation log loss) or True (and it wins the cross-validation by
-    VECTOR_MARGIN); otherwise `report` with the cross-validated log losses added. With `mode`
-    True, the scaling chosen is served only when its cross-validated gain over no scaling is
-    CV_SIGNIFICANCE standard errors or more."""
-    if at_temperature_bound(report["fitted_temperature"]):  # separated perfectly, or not at all: nothing to fit
-        return {**report, "cross_validated_log_loss": None}
-    z, y = np.asarray(z, "float64"), np.asarray(y).astype(int)
-    cv, z_scores = cross_validated_nll(z, y, kind) if mode is True and len(y) >= MIN_CV_ROWS else (None, None)
-    if mode is True and (cv is None or not cv["vector"] < min(cv["none"], cv["temperature"] * (1 - VECTOR_MARGIN[kind]))):
-        if cv is not None and report["applied"] and z_scores["temperature"] < CV_SIGNIFICANCE:
-            return _not_significant(report, cv, z_scores, "temperature")
-        return {**report, "cross_validated_log_loss": cv, "cross_validated_gain_z": z_scores}
-    if mode is True and z_scores["vector"] < CV_SIGNIFICANCE:
-        return _not_significant(report, cv, z_scores, "vector")
-    a, b = (np.round(v, 6) for v in fit_vector(z, y, kind))  # as served (the state holds them rounded)
-    s = _vector_logits(z, a, b, kind)
-    after = _nll(s, y, kind)
-    if not after < report["log_loss_before"] - MIN_GAIN:
-        if mode == "vector":
-            report = {**report, "method": "vector", "not_kept": "it did not lower the validation log loss"}
-        return {**report, "cross_validated_log_loss": cv, "cross_validated_gain_z": z_scores}
-    return {**report, "method": "vector", "applied": True, "temperature": 1.0, "not_kept": None,
-            "scale": [float(v) for v in a], "bias": [float(v) for v in b],
-            "log_loss_after": round(after, 6), "ece_after": round(ece_of(s), 6), "cross_validated_log_loss": cv,
-            "cross_validated_gain_z": z_scores}
 
 
 # === Thresholds ===

@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 
 from mmauto.heads import calibration as cal
+from mmauto.heads import scaling
 from mmauto.heads.base import HEADS, Head, label_columns
 
 
@@ -72,7 +73,7 @@ class MulticlassHead(Head):
         vector-scaled when fitted."""
         t, v = self.temperature, self.vector_scaling
         if v is not None:
-            return cal.tf_softmax_vector(y, *v)
+            return scaling.tf_softmax_vector(y, *v)
         return y if t is None else cal.tf_softmax_scaled(y, t)
 
     def serve(self, y):
@@ -109,7 +110,7 @@ class MulticlassHead(Head):
         info = cal.temperature_report(z, lambda t: cal.softmax_nll(z, index, t),
                                       lambda t: self.ece(cal.softmax(z / t), index), train.calibrate in (True, "temperature"))
         if train.calibrate in (True, "vector"):
-            info = cal.vector_report(z, index, "softmax", train.calibrate, info, lambda s: self.ece(cal.softmax(s), index))
+            info = scaling.scaling_report(z, index, "softmax", train.calibrate, info, lambda s: self.ece(cal.softmax(s), index))
         self.state["calibration"] = info
         return {"calibration": info}
 

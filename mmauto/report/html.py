@@ -364,18 +364,21 @@ def _fitted_calibration(card: dict) -> str:
 
 
 def _scaling_line(c: dict) -> str:
-    """What temperature or vector scaling did on validation (the card's `calibration`)."""
+    """What the scaling (temperature, vector, beta) did on validation (the card's `calibration`)."""
     ece = f"validation ECE ({c.get('ece_bins', 15)} bins) {_num(c.get('ece_before'))} -> {_num(c.get('ece_after'))}"
     loss = f"log loss {_num(c.get('log_loss_before'))} -> {_num(c.get('log_loss_after'))}"
     cv = c.get("cross_validated_log_loss")
-    chosen = (" (it beat temperature scaling in a cross-validation on the validation rows; held-out log loss: "
+    chosen = (" (it won a cross-validation on the validation rows; held-out log loss: "
               + ", ".join(f"{k} {_num(v)}" for k, v in cv.items()) + ")") if cv else ""
+    what = {"vector": "Vector scaling", "beta": "Beta calibration"}.get(c["method"], "Temperature scaling")
     if not c.get("applied"):
-        what = "Vector scaling" if c["method"] == "vector" else "Temperature scaling"
         return (f"{what} not kept: {c.get('not_kept') or 'it did not lower the validation log loss'} "
                 f"(fitted T = {_num(c.get('fitted_temperature'))}; {ece}).")
     if c["method"] == "vector":
         return f"Vector scaling (a scale and a bias per class logit){chosen}: {ece}, {loss}."
+    if c["method"] == "beta":
+        a, b, bias = c["beta"]
+        return (f"Beta calibration (logit = {_num(a)} ln p - {_num(b)} ln(1 - p) + {_num(bias)}){chosen}: {ece}, {loss}.")
     return f"Temperature scaling: T = {_num(c['temperature'])}, {ece}, {loss}."
 
 
