@@ -43,7 +43,9 @@ def test_the_keras_linear_model_is_the_fitted_regression(demo_dir, tmp_path, lab
     feeds = {"review": data.prep.encoder_inputs("review", "tfidf")["tfidf"][:2]}
     x_train = stage._features(data.prep, data.datasets["train"], feeds, None)
     x_val = stage._features(data.prep, data.datasets["validation"], feeds, None)
-    fitted = LogisticRegression(C=member.strength, max_iter=1000).fit(x_train, stage._labels(data.prep, data.splits["train"].frame))
+    block = stage._blocks(data.prep.head)[0]
+    y_train = stage._labels(np.asarray(data.prep.targets(data.splits["train"].frame)), block).astype(int)
+    fitted = LogisticRegression(C=member.strength, max_iter=1000).fit(x_train, y_train)
     classes = unwrapped(data.prep.head).units
     expected = np.zeros((x_val.shape[0], max(classes, 2)))
     expected[:, fitted.classes_] = fitted.predict_proba(x_val)
@@ -57,7 +59,41 @@ def test_the_keras_linear_model_is_the_fitted_regression(demo_dir, tmp_path, lab
         np.testing.assert_allclose(member.val_predictions[:, block * classes : (block + 1) * classes], expected, atol=1e-4)
     assert not member.val_predictions[:, answer:].any()
     assert np.allclose(np.load(run.run_dir / "linear" / "val_predictions.npy"), member.val_predictions)
-    assert any("linear model (TF-IDF of review" in getattr(e, "text", "") for e in seen)
+    assert any("linear model (TF-IDF of review; label: logistic regression C=" in getattr(e, "text", "") for e in seen)
+
+
+def test_several_targets_get_one_regression_each(demo_dir, tmp_path):
+    """A classification and a regression target served, an auxiliary one trained only: a
+    logistic regression for the first, a ridge regression (on the value in standard deviations)
+    for the second, each at its own strength, side by side in the model's layout; the auxiliary
+    target gets zero logits in the model (even probabilities) and NaN in the kept predictions,
+    so the ensemble selection leaves the linear model out for it."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from mmauto.heads.wrapper import unwrapped
+    from mmauto.run import linear as stage
+
+    path = small_manifest(demo_dir, tmp_path / "m.yaml")
+    spec = yaml.safe_load(path.read_text())
+    spec["target"] = ["label", {"column": "price", "task": "regression"}, {"column": "store", "auxiliary": True}]
+    spec["inputs"] = {"review": spec["inputs"]["review"]}
+    path.write_text(yaml.safe_dump(spec))
+    run, data, seen = _prepared_from(path, tmp_path)
+    member = stage.linear(run, data)
+    assert set(member.fits) == {"label", "price"} and member.fits["price"].kind == "ridge"
+    head = unwrapped(data.prep.head)
+    (la, lb), (pa, _), (sa, sb) = head.pred_slices
+    feeds = {"review": data.prep.encoder_inputs("review", "tfidf")["tfidf"][:2]}
+    x_train, x_val = (stage._features(data.prep, data.datasets[s], feeds, None) for s in ("train", "validation"))
+    y = np.asarray(data.prep.targets(data.splits["train"].frame), "float64")
+    lr = LogisticRegression(C=member.fits["label"].strength, max_iter=1000).fit(x_train, y[:, 0].astype(int))
+    np.testing.assert_allclose(member.val_predictions[:, la:lb], lr.predict_proba(x_val), atol=1e-4)
+    ridge = Ridge(alpha=1.0 / member.fits["price"].strength).fit(x_train, y[:, 1])
+    np.testing.assert_allclose(member.val_predictions[:, pa], ridge.predict(x_val), atol=1e-4)
+    assert np.isnan(member.val_predictions[:, sa:sb]).all() and np.isfinite(member.val_predictions[:, :sa]).all()
+    val = data.prep.batches(data.datasets["validation"], 64, {"review": "tfidf"}, member.input_keys)
+    np.testing.assert_allclose(np.asarray(member.model.predict(val, verbose=0))[:, sa:sb], 1 / (sb - sa), atol=1e-6)
+    assert any("label: logistic regression" in getattr(e, "text", "") and "price: ridge" in getattr(e, "text", "") for e in seen)
 
 
 def test_no_linear_model_when_turned_off_or_without_text(demo_dir, tmp_path):
@@ -110,3 +146,33 @@ def test_a_time_budget_bounds_the_strengths_tried(demo_dir, tmp_path, monkeypatc
     run.budget = 600.0
     monkeypatch.setattr(stage, "BUDGET_SHARE", 0.0)
     assert stage.linear(run, data).strength == stage.STRENGTHS[0] and fits == [stage.STRENGTHS[0]]
+
+
+def test_the_ensemble_leaves_the_linear_model_out_for_a_target_it_did_not_fit(demo_dir, tmp_path):
+    """Its kept predictions are NaN in a multilabel or auxiliary target's columns: the ensemble
+    selection of that target never picks it (its column weights there are 0), while the other
+    target may."""
+    from mmauto.config.manifest import load_manifest
+    from mmauto.heads.multi import MultiHead
+    from mmauto.run.ensemble import _column_weights, choose
+
+    path = small_manifest(demo_dir, tmp_path / "m.yaml")
+    spec = yaml.safe_load(path.read_text())
+    spec["target"] = ["label", {"column": "price", "task": "regression"}]
+    spec["inputs"] = {"review": spec["inputs"]["review"]}
+    path.write_text(yaml.safe_dump(spec))
+    m = load_manifest(path)
+    head = MultiHead.build(m.targets, {"label": {"classes": ["a", "b"]}, "price": {"mean": 0.0, "std": 1.0}}, 0.5)
+    rng = np.random.default_rng(0)
+    y = np.stack([rng.integers(0, 2, 200), rng.normal(size=200)], axis=1).astype("float32")
+    truth = np.stack([y[:, 0] * 0.8 + 0.1, y[:, 1]], axis=1)
+    preds = {"0000": truth + rng.normal(0, 0.3, truth.shape), "linear": truth.copy()}
+    preds["0000"][:, 0] = np.clip(preds["0000"][:, 0], 0.01, 0.99)
+    seen = choose(head, {k: v.astype("float32") for k, v in preds.items()}, y, 25)
+    assert seen["targets"]["price"]["weights"][seen["members"].index("linear")] > 0.5  # were its columns kept
+    preds["linear"][:, 1] = np.nan  # the regression target: not fitted
+    info = choose(head, {k: v.astype("float32") for k, v in preds.items()}, y, 25)
+    assert info["targets"]["label"]["weights"][info["members"].index("linear")] > 0.5  # the better one there
+    assert info["targets"]["price"]["weights"][info["members"].index("linear")] == 0.0
+    linear_row = _column_weights(head, info)[info["members"].index("linear")]
+    assert linear_row[1] == 0.0 and linear_row[0] > 0.5

@@ -198,8 +198,9 @@ class SearchSpec(Strict):
     # new seeds, as ensemble members (search/oracles.py RepeatBest); 0: the oracle's choices to
     # the end. Not with `train.ensemble: false`, retrieval or Hyperband.
     replicas: int = Field(2, ge=0, le=100)
-    # Before the search, a logistic regression over the text inputs' TF-IDF joins the ensemble's
-    # candidates (mmauto/run/linear.py): classification of one target; not with `train.ensemble: false`.
+    # Before the search, a logistic regression (ridge for a regression target) over the text
+    # inputs' TF-IDF joins the ensemble's candidates (mmauto/run/linear.py), one per served
+    # classification or regression target; not with `train.ensemble: false`.
     linear: bool = True
     space: SpaceSpec = SpaceSpec()
 
