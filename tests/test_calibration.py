@@ -355,6 +355,11 @@ def test_separable_validation_keeps_no_temperature():
     head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
     c = head.calibrate(p, y, train_spec())["calibration"]
     assert not c["applied"] and c["fitted_temperature"] < 0.06 and "bound" in c["not_kept"] and head.temperature is None
+    for pinned in ("vector", "beta"):  # pinned, the same: a scale fitted to separated rows only grows
+        h = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+        c = h.calibrate(p, y, train_spec(calibrate=pinned))["calibration"]
+        assert c["method"] == pinned and not c["applied"] and "separated perfectly" in c["not_kept"], c
+        assert np.allclose(h.expected(p)[:, 1], p[:, 0])
 
 
 def test_calibration_settings_may_change_on_resume(demo_dir):

@@ -235,9 +235,15 @@ def scaling_report(z, y, kind: str, mode, report: dict, ece_of: Callable[[np.nda
     with `mode` True the one `preferred` by the cross-validation, served only when its gain over
     no scaling is CV_SIGNIFICANCE standard errors or more; otherwise `report` with the
     cross-validated log losses added."""
-    if at_temperature_bound(report["fitted_temperature"]):  # separated perfectly, or not at all: nothing to fit
-        return {**report, "cross_validated_log_loss": None}
     z, y = np.asarray(z, "float64"), np.asarray(y).astype(int)
+    # Separated perfectly, or not at all: nothing to fit (a pinned scaling's report has no fitted
+    # temperature to tell, so one is fitted here to ask).
+    t = report["fitted_temperature"] if report["method"] == "temperature" else fit_temperature(lambda t: _nll(z, y, kind, t))
+    if at_temperature_bound(t):
+        if mode is not True:
+            report = {**report, "method": mode, "applied": False, "fitted_temperature": round(t, 6),
+                      "not_kept": f"the validation rows are separated perfectly, or not at all (a temperature fitted to them is at its bound {t:.3g})"}
+        return {**report, "cross_validated_log_loss": None}
     cv, z_scores = cross_validated_nll(z, y, kind) if mode is True and len(y) >= MIN_CV_ROWS else (None, None)
     method = mode if mode is not True else (preferred(cv, kind) if cv is not None else "temperature")
     if method == "temperature":
