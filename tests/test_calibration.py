@@ -193,6 +193,17 @@ def test_pinned_beta_needs_a_two_class_label(demo_dir, tmp_path):
         load_splits(load_manifest(path))
     r = run_cli("validate", path)
     assert r.returncode == 2 and "train.calibrate" in r.stderr + r.stdout and "Traceback" not in r.stderr
+    # An auxiliary target is trained, never calibrated: its four classes do not matter.
+    from mmauto.data.demo import write_demo
+
+    write_demo(tmp_path / "yn", rows=60, seed=0, redundant=True)
+    path = tmp_path / "yn" / "manifest.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["train"] = {**(raw.get("train") or {}), "calibrate": "beta"}
+    raw["target"] = ["label", {"column": "store", "auxiliary": True}]
+    raw["inputs"]["meta"]["categorical"] = [c for c in raw["inputs"]["meta"]["categorical"] if c != "store"]
+    path.write_text(yaml.safe_dump(raw))
+    assert len(load_splits(load_manifest(path)).classes_by_target["store"]) > 2
 
 
 def test_vector_scaling_fixes_per_class_miscalibration():
@@ -417,3 +428,25 @@ def test_cli_and_report_name_the_scaling_served():
     calibrated = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
     c = calibrated.calibrate(cal.sigmoid(z).astype("float32")[:, None], (rng.random(3000) < cal.sigmoid(z)).astype(int), train_spec())
     assert "scaling not kept (its cross-validated gain" in _scaling(c["calibration"])
+
+
+def test_the_gate_falls_back_to_a_simpler_scaling_that_passes():
+    """`calibrate: true`: the scaling with the best cross-validated log loss when its gain is
+    significant; else the simplest one whose gain is; none served when no gain is."""
+    cv = {"none": 0.20, "temperature": 0.195, "vector": 0.194, "beta": 0.193}
+    assert scaling.gated(cv, {"temperature": 2.5, "vector": 2.2, "beta": 2.1}, "sigmoid") == "beta"
+    assert scaling.gated(cv, {"temperature": 2.5, "vector": 2.2, "beta": 1.9}, "sigmoid") == "temperature"
+    assert scaling.gated(cv, {"temperature": 1.5, "vector": 2.2, "beta": 1.9}, "sigmoid") == "vector"
+    assert scaling.gated(cv, {"temperature": 1.5, "vector": 1.2, "beta": 1.9}, "sigmoid") == "beta"  # reported, not served
+
+
+def test_a_pinned_bias_may_move_the_base_rate_of_an_uninformative_model():
+    """Outputs no better than chance (a temperature runs to its upper bound) on a label that is
+    positive 80% of the time: pinned Platt scaling's bias still moves the served base rate."""
+    rng = np.random.default_rng(2)
+    p = cal.sigmoid(rng.normal(0, 1, 2000)).astype("float32")[:, None]
+    y = (rng.random(2000) < 0.8).astype(int)
+    head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    c = head.calibrate(p, y, train_spec(calibrate="vector"))["calibration"]
+    assert c["fitted_temperature"] > 19 and c["applied"] and c["method"] == "vector"
+    assert abs(head.expected(p)[:, 1].mean() - 0.8) < 0.02

@@ -149,9 +149,9 @@ def test_a_time_budget_bounds_the_strengths_tried(demo_dir, tmp_path, monkeypatc
 
 
 def test_the_ensemble_leaves_the_linear_model_out_for_a_target_it_did_not_fit(demo_dir, tmp_path):
-    """Its kept predictions are NaN in a multilabel or auxiliary target's columns: the ensemble
-    selection of that target never picks it (its column weights there are 0), while the other
-    target may."""
+    """Its kept predictions are NaN in the columns of a target it did not fit (a multilabel or
+    auxiliary one; here a regression target stands in): the ensemble selection of that target
+    never picks it (its column weights there are 0), while the other target's may."""
     from mmauto.config.manifest import load_manifest
     from mmauto.heads.multi import MultiHead
     from mmauto.run.ensemble import _column_weights, choose

@@ -295,11 +295,11 @@ def load_splits(manifest: Manifest) -> Splits:
 
 
 def _check_pinned_scaling(manifest: Manifest, classes: dict[str, list[str]]) -> None:
-    """`train.calibrate: beta` scales one sigmoid output: every classification target must
-    have two classes (known only once the training rows are read)."""
+    """`train.calibrate: beta` scales one sigmoid output: every served classification target
+    must have two classes (known only once the training rows are read)."""
     if manifest.train.calibrate != "beta":
         return
-    for t in manifest.targets:
+    for t in manifest.served_targets:  # an auxiliary target is trained, never calibrated
         if t.task != "regression" and not (t.task == "classification" and len(classes[t.column]) == 2):
             what = f"{len(classes[t.column])} classes" if t.task == "classification" else "several labels"
             raise ManifestError(manifest.where, "train.calibrate",

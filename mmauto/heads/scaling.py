@@ -15,7 +15,7 @@ from mmauto.heads.calibration import (
     EPS_SIGMOID,
     EPS_SOFTMAX,
     MIN_GAIN,
-    at_temperature_bound,
+    TEMPERATURE_BOUNDS,
     fit_temperature,
     row_nll,
     sigmoid,
@@ -211,6 +211,16 @@ def preferred(cv: dict, kind: str) -> str:
     return best if best == "temperature" or cv[best] < cv["none"] else "temperature"
 
 
+def gated(cv: dict, z_scores: dict, kind: str) -> str:
+    """The scaling `calibrate: true` serves: the `preferred` one when its cross-validated gain is
+    CV_SIGNIFICANCE standard errors or more, else the simplest one whose gain is; `preferred`'s
+    name when none has such a gain (and none is served)."""
+    best = preferred(cv, kind)
+    if z_scores[best] >= CV_SIGNIFICANCE:
+        return best
+    return next((m for m in SCALINGS[kind] if z_scores[m] >= CV_SIGNIFICANCE), best)
+
+
 def _not_significant(report: dict, cv: dict, z_scores: dict, method: str) -> dict:
     """`report` with no scaling served: `method`'s cross-validated gain is too small to tell from noise."""
     gain = cv["none"] - cv[method]
@@ -232,20 +242,23 @@ def _fitted(method: str, z, y, kind: str) -> tuple[dict, np.ndarray]:
 def scaling_report(z, y, kind: str, mode, report: dict, ece_of: Callable[[np.ndarray], float]) -> dict:
     """Another scaling in place of `report`'s temperature scaling: the one `mode` pins
     ("vector", or "beta" for sigmoid outputs; kept when it lowers the validation log loss), or
-    with `mode` True the one `preferred` by the cross-validation, served only when its gain over
-    no scaling is CV_SIGNIFICANCE standard errors or more; otherwise `report` with the
+    with `mode` True the one `gated` by the cross-validation, served only when its gain over no
+    scaling is CV_SIGNIFICANCE standard errors or more; otherwise `report` with the
     cross-validated log losses added."""
     z, y = np.asarray(z, "float64"), np.asarray(y).astype(int)
-    # Separated perfectly, or not at all: nothing to fit (a pinned scaling's report has no fitted
-    # temperature to tell, so one is fitted here to ask).
-    t = report["fitted_temperature"] if report["method"] == "temperature" else fit_temperature(lambda t: _nll(z, y, kind, t))
-    if at_temperature_bound(t):
+    if mode is not True:  # a pinned scaling's report has no temperature fitted: one is, to ask the question below
+        t = fit_temperature(lambda t: _nll(z, y, kind, t))
+        report = {**report, "method": mode, "fitted_temperature": round(t, 6)}
+    # Separated perfectly (T at its lower bound): any scale fitted to these rows only grows. At
+    # the upper bound (no better than chance) a bias may still move the base rate.
+    t = report["fitted_temperature"]
+    if abs(math.log(t / TEMPERATURE_BOUNDS[0])) < 0.01:
         if mode is not True:
-            report = {**report, "method": mode, "applied": False, "fitted_temperature": round(t, 6),
-                      "not_kept": f"the validation rows are separated perfectly, or not at all (a temperature fitted to them is at its bound {t:.3g})"}
+            report = {**report, "applied": False,
+                      "not_kept": f"the validation rows are separated perfectly (a temperature fitted to them is at its bound {t:.3g})"}
         return {**report, "cross_validated_log_loss": None}
     cv, z_scores = cross_validated_nll(z, y, kind) if mode is True and len(y) >= MIN_CV_ROWS else (None, None)
-    method = mode if mode is not True else (preferred(cv, kind) if cv is not None else "temperature")
+    method = mode if mode is not True else (gated(cv, z_scores, kind) if cv is not None else "temperature")
     if method == "temperature":
         if cv is not None and report["applied"] and z_scores["temperature"] < CV_SIGNIFICANCE:
             return _not_significant(report, cv, z_scores, "temperature")

@@ -1,5 +1,5 @@
-"""A linear model over text inputs' TF-IDF vectors as a Keras model with given weights (a
-scikit-learn logistic regression's, see mmauto/run/linear.py), laid out like a searched model:
+"""A linear model over text inputs' TF-IDF vectors as a Keras model with given weights
+(scikit-learn's logistic or ridge regressions', see mmauto/run/linear.py), laid out like a searched model:
 the same prepared inputs, the same output columns (the head's answer in every block of a head
 with input heads; zeros where a searched model outputs what only its training loss reads)."""
 
@@ -27,7 +27,7 @@ def linear_model(head, feeds: dict[str, tuple[str, tuple]], kernel: np.ndarray, 
                  name: str = "linear") -> tuple[keras.Model, list[str]]:
     """`feeds`: input name -> (its TF-IDF input key, that input's shape), in the order of the
     kernel's rows; `kernel` (features, units), `bias` (units,): the logits of the task's own
-    head (inside `head`'s wrappers). Returns the model and its input keys."""
+    head (inside `head`'s wrappers; with several targets, theirs side by side). Returns the model and its input keys."""
     inputs, parts = {}, []
     for n, (key, shape) in feeds.items():
         tfidf = inputs[key] = keras.Input(shape, name=key)
