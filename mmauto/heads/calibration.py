@@ -122,8 +122,9 @@ def fit_temperature(nll: Callable[[float], float]) -> float:
     return float(math.exp(res.x))
 
 
-def at_temperature_bound(t: float) -> bool:
-    return any(abs(math.log(t / b)) < 0.01 for b in TEMPERATURE_BOUNDS)
+def at_temperature_bound(t: float, bounds: tuple = TEMPERATURE_BOUNDS) -> bool:
+    """Whether a fitted temperature sits at one of `bounds` (both TEMPERATURE_BOUNDS unless given)."""
+    return any(abs(math.log(t / b)) < 0.01 for b in bounds)
 
 
 def temperature_report(z, nll: Callable[[float], float], ece_at: Callable[[float], float], enabled: bool) -> dict:

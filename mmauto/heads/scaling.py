@@ -16,6 +16,7 @@ from mmauto.heads.calibration import (
     EPS_SOFTMAX,
     MIN_GAIN,
     TEMPERATURE_BOUNDS,
+    at_temperature_bound,
     fit_temperature,
     row_nll,
     sigmoid,
@@ -252,7 +253,7 @@ def scaling_report(z, y, kind: str, mode, report: dict, ece_of: Callable[[np.nda
     # Separated perfectly (T at its lower bound): any scale fitted to these rows only grows. At
     # the upper bound (no better than chance) a bias may still move the base rate.
     t = report["fitted_temperature"]
-    if abs(math.log(t / TEMPERATURE_BOUNDS[0])) < 0.01:
+    if at_temperature_bound(t, TEMPERATURE_BOUNDS[:1]):
         if mode is not True:
             report = {**report, "applied": False,
                       "not_kept": f"the validation rows are separated perfectly (a temperature fitted to them is at its bound {t:.3g})"}
