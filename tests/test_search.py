@@ -390,6 +390,16 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
                zip(sorted(replicas, key=lambda r: r["trial"]), (1, 2)))
     kept = [np.load(run / "search" / f"trial_{r['trial']}" / "val_predictions.npy") for r in (original, *replicas)]
     assert not np.allclose(kept[0], kept[1]) and not np.allclose(kept[1], kept[2])
+    # Each replica trains for the epochs its configuration needed, annealing to a rate near 0.
+    needed = json.loads((run / "search" / f"trial_{original['trial']}" / "trial.json").read_text())["best_step"] + 1
+    import tensorflow as tf
+
+    for r in replicas:
+        assert r["epochs"] == f"{needed}/{needed}", (r["epochs"], needed)
+        events = next((run / "search" / "logs").glob(f"trial_{r['trial']}/train/events.*"))
+        rates = [float(tf.make_ndarray(v.tensor)) for e in tf.compat.v1.train.summary_iterator(str(events))
+                 for v in e.summary.value if v.tag == "epoch_learning_rate"]
+        assert len(rates) == needed and rates[-1] < 0.1 * r["learning_rate"], (rates, r["learning_rate"])
     assert "replica_of" in (run / "leaderboard.csv").read_text().splitlines()[0]
     # The head's block of each member's kept predictions (its input heads' blocks follow it).
     # The linear model fitted before the search (run/linear.py) keeps its own beside the trials'.
@@ -528,6 +538,39 @@ def test_the_learning_rate_drops_after_an_epoch_without_improvement(demo_dir, tm
     logged = [float(tf.make_ndarray(v.tensor)) for e in tf.compat.v1.train.summary_iterator(str(events))
               for v in e.summary.value if v.tag == "epoch_learning_rate"]
     assert logged == pytest.approx(rates, rel=1e-3)
+
+
+def test_a_cosine_learning_rate_anneals_over_the_planned_epochs(demo_dir, tmp_path):
+    """`reduce_lr: cosine`: the rate follows half a cosine step by step from the set rate to 0
+    at the trial's last planned step, whatever the objective does (the rate logged is the one
+    of each epoch's last batch: about 0.85, 0.5, 0.15 and 0 of it for four epochs)."""
+    import math
+
+    from mmauto import api
+
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1, space={"fusion": "concat", "width": 16})
+    data = yaml.safe_load(m.read_text())
+    data["train"].update({"epochs": 4, "early_stopping": False, "learning_rate": 1e-3, "reduce_lr": "cosine"})
+    m.write_text(yaml.safe_dump(data))
+    api.fit(m, tmp_path / "run")
+    import tensorflow as tf
+
+    events = next((tmp_path / "run" / "search" / "logs").glob("trial_*/train/events.*"))
+    logged = [float(tf.make_ndarray(v.tensor)) for e in tf.compat.v1.train.summary_iterator(str(events))
+              for v in e.summary.value if v.tag == "epoch_learning_rate"]
+    assert len(logged) == 4
+    for epoch, rate in enumerate(logged):  # between the cosine at the epoch's end and at its start
+        assert 0.5e-3 * (1 + math.cos(math.pi * (epoch + 1) / 4)) <= rate <= 0.5e-3 * (1 + math.cos(math.pi * epoch / 4))
+    assert logged[-1] < 0.05e-3 and logged[0] > 0.75e-3
+
+
+def test_reduce_lr_names_what_it_accepts(tmp_path):
+    from mmauto.config.manifest import TrainSpec
+
+    assert TrainSpec(reduce_lr="cosine").lr_factor() is None
+    assert TrainSpec(reduce_lr=0.3).lr_factor() == 0.3
+    with pytest.raises(ValueError, match="'cosine' or a factor between 0 and 1"):
+        TrainSpec(reduce_lr="linear")
 
 
 def test_a_moving_average_of_the_weights_is_validated_and_kept(demo_dir, tmp_path):

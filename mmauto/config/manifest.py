@@ -230,8 +230,11 @@ class TrainSpec(Strict):
     learning_rate: Optional[float] = Field(None, gt=0, le=10)
     early_stopping: Union[bool, int] = 3
     # The learning rate times this factor after each epoch in which the objective did not
-    # improve (Keras' ReduceLROnPlateau, patience 1); true: 0.5; false: a constant rate.
-    reduce_lr: Union[bool, float] = True
+    # improve (Keras' ReduceLROnPlateau, patience 1); true: 0.5, and a replica of the best trial
+    # anneals along half a cosine to 0 over the epochs its configuration needed (no early
+    # stopping: the schedule sets its length); "cosine": every trial anneals so over its planned
+    # epochs; false: a constant rate.
+    reduce_lr: Union[bool, float, Literal["cosine"]] = True
     # Validate, keep and export an exponential moving average of the weights (Polyak averaging;
     # Keras' optimizer `use_ema` and `SwapEMAWeights`): true: over the last EMA_STEPS steps or one
     # epoch, whichever is shorter; a momentum in (0, 1) pins it; false: the raw weights. Off by
@@ -283,9 +286,9 @@ class TrainSpec(Strict):
     @field_validator("reduce_lr", "ema", mode="before")
     @classmethod
     def _flag_or_fraction(cls, v, info):
-        if v is True or v is False or (isinstance(v, (int, float)) and 0 < v < 1):
+        if v is True or v is False or (isinstance(v, (int, float)) and 0 < v < 1) or (info.field_name == "reduce_lr" and v == "cosine"):
             return v
-        what = {"reduce_lr": "a factor between 0 and 1 (0.5 halves the rate)",
+        what = {"reduce_lr": "'cosine' or a factor between 0 and 1 (0.5 halves the rate)",
                 "ema": "a momentum between 0 and 1 (0.99 averages about the last 100 steps)"}[info.field_name]
         raise ValueError(f"expected true, false or {what}, got {v!r}")
 
@@ -299,9 +302,15 @@ class TrainSpec(Strict):
         horizon = EMA_STEPS if steps_per_epoch is None else min(EMA_STEPS, steps_per_epoch)
         return 1.0 - 1.0 / horizon if horizon >= 2 else None
 
+    def cosine(self) -> Optional[str]:
+        """The trials whose rate follows a cosine: "all", "replicas" or None."""
+        return "all" if self.reduce_lr == "cosine" else "replicas" if self.reduce_lr is True else None
+
     def lr_factor(self) -> Optional[float]:
         """The factor the learning rate is multiplied by on a plateau, or None: constant."""
-        return None if self.reduce_lr is False else 0.5 if self.reduce_lr is True else float(self.reduce_lr)
+        if self.reduce_lr is False or self.reduce_lr == "cosine":
+            return None
+        return 0.5 if self.reduce_lr is True else float(self.reduce_lr)
 
     @field_validator("loss_weights")
     @classmethod

@@ -67,6 +67,7 @@ def _make_tuner(run: Run, hm, oracle, data: Prepared, cache):
     deadline = None if run.deadline is None else run.deadline - reserve_seconds(run.budget)
     return MmautoTuner(
         hm, oracle, data.datasets, epochs=m.train.epochs, patience=m.train.early_stopping, lr_factor=m.train.lr_factor(),
+        cosine=m.train.cosine(),
         deadline=deadline, reserve=0.0, max_trials=run.max_trials, cache=cache, end_cost=end_cost(run, data),
         keep_weights=1 if m.train.ensemble is False else ENSEMBLE_CANDIDATES, replicas=replicas(m),
         on_event=run.emit, directory=str(run.run_dir), project_name="search", overwrite=False,

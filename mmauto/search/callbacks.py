@@ -30,6 +30,32 @@ class Deadline(keras.callbacks.Callback):
             self.hit = True
 
 
+class CosineDecay(keras.callbacks.Callback):
+    """The learning rate along half a cosine, from the optimizer's rate at the trial's first
+    step to 0 after `steps` (the trial's planned epochs, shortened ones included, so a trial
+    cut to the time left still ends annealed). Set before each batch, as Keras' own
+    LearningRateScheduler sets it before each epoch."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = max(1, int(steps))
+        self.step = 0
+        self.base: Optional[float] = None
+
+    def on_train_begin(self, logs=None):
+        self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.step = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        fraction = min(self.step, self.steps) / self.steps
+        self.model.optimizer.learning_rate = self.base * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Counted here: on a dataset of unknown length Keras begins one more batch per epoch,
+        # the one that finds the data exhausted.
+        self.step += 1
+
+
 class DeferredInterrupt(keras.callbacks.Callback):
     """Ctrl-C during training is raised between batches, in Python. Raised where it lands, it can
     land inside a TensorFlow op's Python code, which turns it into an ordinary error; keras-tuner

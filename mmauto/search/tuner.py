@@ -23,8 +23,8 @@ from mmauto import events
 from mmauto.data.pipeline import plain
 from mmauto.model.hypermodel import MultimodalHyperModel
 from mmauto.search import kt_private, portfolio
-from mmauto.search.callbacks import BestEpoch, Deadline, DeferredInterrupt, EpochReport
-from mmauto.search.oracles import PREDICTIONS_MAX_BYTES, REPLICA, PortfolioFirst, RepeatBest, save_npy_atomic, write_json_atomic
+from mmauto.search.callbacks import BestEpoch, CosineDecay, Deadline, DeferredInterrupt, EpochReport
+from mmauto.search.oracles import PREDICTIONS_MAX_BYTES, REPLICA, PortfolioFirst, RepeatBest, replica_of, save_npy_atomic, write_json_atomic
 
 # A replica's seed is train.seed + REPLICA_SEED_STEP * its number.
 REPLICA_SEED_STEP = 1009
@@ -38,7 +38,7 @@ class MmautoTuner(kt.Tuner):
     clock: Callable[[], float] = staticmethod(time.time)
 
     def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
-                 lr_factor: Optional[float] = None, deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
+                 lr_factor: Optional[float] = None, cosine: Optional[str] = None, deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
                  keep_weights: int = 1, end_cost=None, replicas: int = 0, **kwargs):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.keep_weights = max(1, keep_weights)  # the best trials whose weights stay on disk
@@ -47,6 +47,7 @@ class MmautoTuner(kt.Tuner):
         self.epochs = epochs
         self.patience = patience
         self.lr_factor = lr_factor
+        self.cosine = cosine  # the trials whose rate follows a cosine: "all", "replicas" or None
         self.deadline = deadline
         self.reserve = reserve
         # (build seconds, validation-pass seconds) -> seconds the stages after the search need
@@ -116,6 +117,9 @@ class MmautoTuner(kt.Tuner):
         val = self._batches("validation", hp, frozen, shuffle=False)
         objective = self.oracle.objective
         initial, epochs = self.trial_epochs(hp)
+        cosine = self.cosine == "all" or (self.cosine == "replicas" and bool(hp.values.get(REPLICA)))
+        if cosine and hp.values.get(REPLICA):
+            epochs = min(epochs, initial + self.epochs_needed(trial))
         best = BestEpoch(objective, kt_private.checkpoint_file(self, trial.trial_id), self._may_be_best)
         deadline = Deadline(self.trials_deadline(), self.clock)
         self.cut.discard(trial.trial_id)  # a trial run again is judged by its new run
@@ -130,9 +134,12 @@ class MmautoTuner(kt.Tuner):
             keras.callbacks.TensorBoard(str(Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"), write_graph=False, profile_batch=0),
             EpochReport(lambda e, logs: self._epoch_end(trial, e, epochs, logs)),
         ]
-        if self.patience:
+        if cosine:  # the schedule sets the trial's length: no early stopping, no plateaus
+            steps = math.ceil(self.data["train_rows"] / self.hypermodel.batch_size(hp))
+            callbacks.append(CosineDecay((epochs - initial) * steps))
+        if self.patience and not cosine:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
-        if self.lr_factor:
+        if self.lr_factor and not cosine:
             # A constant rate leaves the last epochs bouncing around the optimum, and early
             # stopping then ends a trial on that noise (bench/RESULTS.md, AV-digits).
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=objective.name, mode=objective.direction,
@@ -298,6 +305,15 @@ class MmautoTuner(kt.Tuner):
         if self.epoch_cap is not None:
             epochs = min(epochs, initial + self.epoch_cap)
         return initial, epochs
+
+    def epochs_needed(self, trial) -> int:
+        """The epochs the first trial of a replica's configuration took to reach its best one
+        (all of them when it is not found: a distributed worker sees no oracle's trials)."""
+        trials = getattr(self.oracle, "trials", None) or {}
+        first = trials.get(replica_of(trials, trial)) if isinstance(trials, dict) else None
+        if first is None or first.status != "COMPLETED":
+            return self.epochs
+        return int(first.best_step) + 1
 
     def end_reserve(self) -> float:
         """Seconds kept after the trials for the stages after the search (`end_cost` of the
