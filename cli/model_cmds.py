@@ -398,6 +398,10 @@ def _scaling(c: dict) -> str:
     """The scaling stage `calibrate` served (the card's `calibration`), in a few words."""
     if not c["applied"]:
         return f"{c['method']} scaling not kept ({c.get('not_kept')})"
+    return _scaling_values(c) + (f", shrunk to {c['shrinkage']:.2f} of its fit" if c.get("shrinkage") is not None else "")
+
+
+def _scaling_values(c: dict) -> str:
     if c["method"] == "temperature":
         return f"temperature {c['temperature']:.3g}"
     if c["method"] == "beta":
