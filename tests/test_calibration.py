@@ -107,9 +107,9 @@ def test_platt_scaling_fixes_a_shifted_binary_model():
 
 
 def test_platt_scaling_is_kept_for_a_small_shift():
-    """A sigmoid's vector scaling is one bias more than temperature scaling: kept whenever the
-    cross-validation prefers it, even by less than the margin a softmax's per-class parameters
-    must win by; the bias moves the base rate that temperature scaling cannot."""
+    """A sigmoid's vector scaling is one bias more than temperature scaling: served when its
+    likelihood gain pays for the one parameter more; the bias moves the base rate that
+    temperature scaling cannot."""
     def rows(seed):
         rng = np.random.default_rng(seed)
         z = rng.normal(0, 2, 3000)
@@ -118,8 +118,8 @@ def test_platt_scaling_is_kept_for_a_small_shift():
     p, y = rows(0)
     head = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
     c = head.calibrate(p, y, train_spec())["calibration"]
-    cv = c["cross_validated_log_loss"]
-    assert cv["temperature"] * (1 - scaling.VECTOR_MARGIN["softmax"]) < cv["vector"] < cv["temperature"]
+    lr, k = c["likelihood_ratio"], c["parameters"]
+    assert k == {"temperature": 1, "vector": 2, "beta": 3} and (lr["vector"] - 2) ** 2 / lr["vector"] > (lr["temperature"] - 1) ** 2 / lr["temperature"]
     assert c["method"] == "vector" and c["applied"] and c["bias"][0] < -0.1
     pinned = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
     pinned.calibrate(p, y, train_spec(calibrate="temperature"))
@@ -149,7 +149,7 @@ def test_beta_calibration_fixes_a_two_sided_distortion():
     assert c["method"] == "beta" and c["applied"] and cv["beta"] < min(cv["vector"], cv["temperature"], cv["none"])
     a, b, bias = c["beta"]
     assert abs(a - 0.4) < 0.15 and abs(b - 1.8) < 0.2 and abs(bias + 0.5) < 0.3
-    assert c["cross_validated_gain_z"]["beta"] >= 4 and c["shrinkage"] > 0.9 and c["ece_after"] < c["ece_before"] / 2
+    assert c["shrinkage"] == scaling.shrinkage(c["likelihood_ratio"]["beta"], 3) > 0.9 and c["ece_after"] < c["ece_before"] / 2
     assert head.temperature is None and head.vector_scaling is None and head.card()["calibration"]["method"] == "beta"
     fresh, y2 = two_sided(seed=1)
     served = head.serve(tf.constant(fresh))["probabilities"].numpy()
@@ -226,10 +226,10 @@ def test_vector_scaling_fixes_per_class_miscalibration():
     assert np.mean(fixed.argmax(1) == y) > np.mean(probs.argmax(1) == y) + 0.02
     served = head.serve(tf.constant(probs))["probabilities"].numpy()
     assert np.abs(served - fixed).max() < 1e-5
-    # with few validation rows (no cross-validation) `true` keeps temperature scaling
+    # with few validation rows (no cross-validation) the same scaling is served shrunk more
     few = head_for("classification", "label", classes, {"classes": classes})
-    c = few.calibrate(probs[:80], y[:80], train_spec())["calibration"]
-    assert c["method"] == "temperature" and c["cross_validated_log_loss"] is None
+    small = few.calibrate(probs[:80], y[:80], train_spec())["calibration"]
+    assert small["cross_validated_log_loss"] is None and small["shrinkage"] < c["shrinkage"]
     off = head_for("classification", "label", classes, {"classes": classes})
     assert off.calibrate(probs, y, train_spec(calibrate=False))["calibration"]["method"] is None and off.vector_scaling is None
 
@@ -330,7 +330,9 @@ def test_fit_serves_calibrated_probabilities_and_threshold(demo_dir, tmp_path):
     m["target"] = "deal"
     m["inputs"] = {k: v for k, v in m["inputs"].items() if k in ("review", "meta")}
     m["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16}}
-    m["train"] = {"epochs": 2, "batch_size": 16, "ensemble": False}
+    # Pinned: on these 36 rows the default may serve Platt scaling; the graph's other scalings
+    # are checked against numpy in the head tests above.
+    m["train"] = {"epochs": 2, "batch_size": 16, "ensemble": False, "calibrate": "temperature"}
     (data / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
     run = tmp_path / "run"
     r = run_cli("fit", data / "manifest.yaml", "--out", run, "--json")
@@ -389,7 +391,7 @@ def test_calibration_settings_may_change_on_resume(demo_dir):
 def test_a_gain_within_the_noise_serves_no_scaling(kind):
     """Probabilities that are already calibrated: a temperature or vector scaling fitted on
     these rows lowers their own log loss a little, but its cross-validated gain is within
-    the noise (not over one standard error), so `calibrate: true` serves none and
+    the noise (a likelihood ratio under its parameter count), so `calibrate: true` serves none and
     says why; the served probabilities are the model's."""
     rng = np.random.default_rng(7)
     if kind == "binary":
@@ -402,8 +404,8 @@ def test_a_gain_within_the_noise_serves_no_scaling(kind):
         probs, classes = cal.softmax(z).astype("float32"), ["a", "b", "c"]
     head = head_for("classification", "label", classes, {"classes": classes})
     c = head.calibrate(probs, y, train_spec())["calibration"]
-    assert not c["applied"] and "standard errors" in c["not_kept"]
-    assert max(c["cross_validated_gain_z"].values()) <= 1 and scaling.shrinkage(max(c["cross_validated_gain_z"].values())) == 0
+    assert not c["applied"] and "likelihood ratio" in c["not_kept"]
+    assert all(scaling.shrinkage(c["likelihood_ratio"][m], c["parameters"][m]) == 0 for m in c["likelihood_ratio"])
     assert c["log_loss_after"] == c["log_loss_before"]
     pinned = head_for("classification", "label", classes, {"classes": classes})
     assert pinned.calibrate(probs, y, train_spec(calibrate="temperature"))["calibration"]["applied"]  # pinned: as asked
@@ -428,7 +430,7 @@ def test_cli_and_report_name_the_scaling_served():
     z = rng.normal(0, 2, 3000)
     calibrated = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
     c = calibrated.calibrate(cal.sigmoid(z).astype("float32")[:, None], (rng.random(3000) < cal.sigmoid(z)).astype(int), train_spec())
-    assert "scaling not kept (its cross-validated gain" in _scaling(c["calibration"])
+    assert "scaling not kept (no scaling's likelihood ratio" in _scaling(c["calibration"])
 
 
 def under_confident(n, seed):
@@ -438,17 +440,18 @@ def under_confident(n, seed):
     return cal.softmax(z).astype("float32"), np.array([rng.choice(3, p=q) for q in cal.softmax(1.4 * z)])
 
 
-def test_a_gain_of_a_few_standard_errors_is_served_shrunk():
-    """`calibrate: true`: the preferred scaling's fitted change of the logits is served times
-    max(0, 1 - 1/z^2), z its cross-validated gain in standard errors. Under-confident outputs on
-    200 rows: temperature scaling gains 1.3 standard errors (an all-or-nothing gate at 2 served
-    none); served shrunk, it is in the graph as in numpy and fits fresh rows better than none."""
-    assert scaling.shrinkage(0.5) == scaling.shrinkage(1.0) == 0.0 and scaling.shrinkage(2.0) == 0.75
+def test_a_small_gain_is_served_shrunk():
+    """`calibrate: true`: a scaling's fitted change of the logits is served times max(0, 1 - k/LR),
+    LR its likelihood-ratio statistic on validation and k its parameters. Under-confident outputs
+    on 200 rows: temperature scaling's cross-validated gain is 1.3 standard errors (an
+    all-or-nothing gate at 2 served none); served shrunk, it is in the graph as in numpy and
+    fits fresh rows better than none. Vector scaling's 6 parameters gain too little more."""
+    assert scaling.shrinkage(0.5, 1) == scaling.shrinkage(1.0, 1) == 0.0 and scaling.shrinkage(4.0, 1) == 0.75
     p, y = under_confident(200, 0)
     head = head_for("classification", "label", ["a", "b", "c"], {"classes": ["a", "b", "c"]})
     c = head.calibrate(p, y, train_spec())["calibration"]
-    z = c["cross_validated_gain_z"]["temperature"]
-    assert c["method"] == "temperature" and c["applied"] and 1 < z < 2 and c["shrinkage"] == scaling.shrinkage(z)
+    assert 1 < c["cross_validated_gain_z"]["temperature"] < 2 and c["parameters"] == {"temperature": 1, "vector": 6}
+    assert c["method"] == "temperature" and c["applied"] and c["shrinkage"] == scaling.shrinkage(c["likelihood_ratio"]["temperature"], 1)
     w, fitted = c["shrinkage"], c["fitted_temperature"]
     assert c["temperature"] == pytest.approx(1 / (1 - w + w / fitted), abs=1e-5) and fitted < c["temperature"] < 1
     fresh, y2 = under_confident(20000, 1)

@@ -368,10 +368,12 @@ def _scaling_line(c: dict) -> str:
     ece = f"validation ECE ({c.get('ece_bins', 15)} bins) {_num(c.get('ece_before'))} -> {_num(c.get('ece_after'))}"
     loss = f"log loss {_num(c.get('log_loss_before'))} -> {_num(c.get('log_loss_after'))}"
     cv = c.get("cross_validated_log_loss")
-    shrunk = (f", served at {_num(c['shrinkage'])} of its fitted change of the logits (1 - 1/z^2 for a gain of "
-              f"{_num(c['cross_validated_gain_z'][c['method']])} standard errors)") if c.get("shrinkage") is not None else ""
-    chosen = (" (it won a cross-validation on the validation rows; held-out log loss: "
-              + ", ".join(f"{k} {_num(v)}" for k, v in cv.items()) + shrunk + ")") if cv else ""
+    lr, k = c.get("likelihood_ratio") or {}, (c.get("parameters") or {}).get(c["method"])
+    chosen = "" if c.get("shrinkage") is None else (
+        f" (chosen by its likelihood ratio on the validation rows, {_num(lr.get(c['method']))} for "
+        f"{k} parameter{'' if k == 1 else 's'}, and served at {_num(c['shrinkage'])} of its fitted "
+        f"change of the logits" + ("; held-out log loss of a cross-validation: "
+                                   + ", ".join(f"{k} {_num(v)}" for k, v in cv.items()) if cv else "") + ")")
     what = {"vector": "Vector scaling", "beta": "Beta calibration"}.get(c["method"], "Temperature scaling")
     if not c.get("applied"):
         return (f"{what} not kept: {c.get('not_kept') or 'it did not lower the validation log loss'} "
