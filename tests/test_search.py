@@ -1,6 +1,7 @@
 """The search: several fusion types, a hard time budget, resume after SIGKILL, refusal of a
 changed manifest."""
 
+import contextlib
 import json
 import re
 import signal
@@ -184,14 +185,23 @@ def hyperband_run(demo_dir, tmp_path_factory):
     """A Hyperband search of 4 trials (max_epochs 3, factor 3: three 1-epoch trials, then the
     best of them continued to epoch 3), recording each trial's weights when training begins
     and the best-epoch weights each trial keeps."""
-    import numpy as np
-
     from mmauto import api
-    from mmauto.search import callbacks
 
     tmp = tmp_path_factory.mktemp("hyperband")
     m = small_manifest(demo_dir, tmp / "m.yaml", max_trials=4, tuner="hyperband")
     start, best = {}, {}
+    with recording_weights(start, best):
+        summary = api.fit(m, tmp / "run", epochs=3)
+    return {"run": tmp / "run", "summary": summary, "start": start, "best": best}
+
+
+@contextlib.contextmanager
+def recording_weights(start: dict, best: dict):
+    """While open, each trial's weights when training begins go to start["trial_<id>"] and the
+    best-epoch weights it keeps to best["trial_<id>"]."""
+    import numpy as np
+
+    from mmauto.search import callbacks
 
     def on_train_begin(self, logs=None):
         start[Path(self.filepath).parent.name] = [np.array(w) for w in self.model.get_weights()]
@@ -205,8 +215,7 @@ def hyperband_run(demo_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(callbacks.BestEpoch, "on_train_begin", on_train_begin, raising=False)
         mp.setattr(callbacks.BestEpoch, "on_epoch_end", on_epoch_end)
-        summary = api.fit(m, tmp / "run", epochs=3)
-    return {"run": tmp / "run", "summary": summary, "start": start, "best": best}
+        yield
 
 
 def test_hyperband_continues_trials_from_their_weights(hyperband_run):
@@ -305,7 +314,7 @@ def test_the_last_trials_that_fit_are_replicas():
 
     t = object.__new__(MmautoTuner)
     t.oracle = make_oracle("random", "val_accuracy", 50, 10, 0, 3)
-    t.cap, t.epochs, t.reserve, t.deadline, t.replicas = 50, 10, 0.0, 1000.0, 2
+    t.cap, t.epochs, t.reserve, t.deadline, t.replicas, t.warm_replicas = 50, 10, 0.0, 1000.0, 2, False
     t.end_cost, t.build_seconds, t.pass_seconds = None, {}, {}
     t.stop_reason = t.epoch_cap = None
     t.trial_costs = lambda: [(100.0, 10)]
@@ -332,6 +341,81 @@ def test_the_last_trials_that_fit_are_replicas():
     t.replicas = 0
     t._check_budget()
     assert t.oracle.replicate is False
+
+
+def test_warm_replicas_fill_the_time_left(tmp_path):
+    """Replicas that start from their original's best weights ("auto": an original that needed
+    at least 2 x WARM_EPOCHS epochs) begin as fresh ones do, when at most `replicas` trials fit,
+    and then fill the time left: more than `replicas` of them, never an exploring trial."""
+    from types import SimpleNamespace
+
+    from mmauto.search import kt_private
+    from mmauto.search.oracles import make_oracle
+    from mmauto.search.tuner import WARM_EPOCHS, MmautoTuner
+
+    def trial(tid, best_step, replica=0):
+        values = {"width": 64, **({"replica": replica} if replica else {})}
+        return SimpleNamespace(trial_id=tid, status="COMPLETED", best_step=best_step, score=0.9,
+                               hyperparameters=SimpleNamespace(values=values))
+
+    t = object.__new__(MmautoTuner)
+    t.oracle = make_oracle("random", "val_accuracy", 50, 10, 0, 3)
+    t.cap, t.epochs, t.reserve, t.deadline, t.replicas, t.warm_replicas = 50, 20, 0.0, 1000.0, 2, "auto"
+    t.cosine, t.end_cost, t.build_seconds, t.pass_seconds = "replicas", None, {}, {}
+    t.stop_reason = t.epoch_cap = None
+    t.directory, t.project_name = str(tmp_path), "search"
+    now = [0.0]
+    t.clock = lambda: now[0]
+    t.oracle.get_best_trials = lambda n=1: [t.oracle.trials["0"]]
+    t.trial_costs = lambda: [(100.0, 20)]
+    for best_step, warm in ((2 * WARM_EPOCHS - 1, True), (2 * WARM_EPOCHS - 2, False)):
+        t.oracle.trials = {"0": trial("0", best_step)}
+        asked = {}
+        for at in (700.0, 850.0):  # 3 and 1.5 trials left
+            now[0] = at
+            t._check_budget()
+            asked[at] = t.oracle.replicate
+        assert asked == {700.0: False, 850.0: True}
+        # Two replicas ran and 3 trials' time is left (they ended early): warm ones go on.
+        t.oracle.trials.update({"1": trial("1", 3, 1), "2": trial("2", 4, 2)})
+        now[0] = 700.0
+        t._check_budget()
+        assert t.oracle.replicate is warm, best_step
+        weights = Path(kt_private.checkpoint_file(t, "0"))
+        assert t.warm_from(t.oracle.trials["2"]) is None  # no weights on disk: fresh
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        weights.write_bytes(b"")
+        assert t.warm_from(t.oracle.trials["2"]) == ("0" if warm else None)
+        assert t.warm_from(t.oracle.trials["0"]) is None  # not a replica
+        weights.unlink()
+    t.warm_replicas = False
+    t.oracle.trials = {"0": trial("0", 15), "1": trial("1", 3, 1), "2": trial("2", 4, 2)}
+    t._check_budget()
+    assert t.oracle.replicate is False
+
+
+def test_a_warm_replica_starts_from_its_originals_best_weights(demo_dir, tmp_path):
+    """`search.warm_replicas: true`: the last trial (of 2) repeats the first one's
+    configuration from the weights it kept, not from fresh ones, annealing to a rate near 0."""
+    import numpy as np
+
+    from mmauto import api
+
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=2, replicas=1, warm_replicas=True)
+    start, best = {}, {}
+    with recording_weights(start, best):
+        api.fit(m, tmp_path / "run")
+    board = {r["trial"]: r for r in json.loads((tmp_path / "run" / "leaderboard.json").read_text())}
+    replica = next(r for r in board.values() if r.get("replica_of"))
+    first = replica["replica_of"]
+    begin, kept = start[f"trial_{replica['trial']}"], best[f"trial_{first}"]
+    assert len(begin) == len(kept) and all(np.array_equal(a, b) for a, b in zip(begin, kept))
+    assert not all(np.array_equal(a, b) for a, b in zip(begin, start[f"trial_{first}"]))
+    assert replica["epochs"] == "2/2"  # train.epochs (2) is under WARM_EPOCHS
+    assert replica["warm"] is True and board[first]["warm"] is False
+    from mmauto.search.leaderboard import display_rows
+
+    assert display_rows([replica])[0][-1] == f"replica of trial {first}, from its weights"
 
 
 def test_a_trial_cut_by_the_deadline_is_marked(demo_dir, tmp_path, monkeypatch):

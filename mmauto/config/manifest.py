@@ -198,6 +198,11 @@ class SearchSpec(Strict):
     # new seeds, as ensemble members (search/oracles.py RepeatBest); 0: the oracle's choices to
     # the end. Not with `train.ensemble: false`, retrieval or Hyperband.
     replicas: int = Field(2, ge=0, le=100)
+    # A replica starts from its original's best weights and trains WARM_EPOCHS annealed epochs
+    # (snapshot ensembling; search/tuner.py), instead of fresh weights for the epochs the original
+    # needed: so several members fit where one fresh replica would. Once started, warm replicas
+    # fill the time left. "auto": when the original needed at least twice WARM_EPOCHS epochs.
+    warm_replicas: Union[bool, Literal["auto"]] = "auto"
     # Before the search, a logistic regression (ridge for a regression target) over the text
     # inputs' TF-IDF joins the ensemble's candidates (mmauto/run/linear.py), one per served
     # classification or regression target; not with `train.ensemble: false`.

@@ -20,8 +20,8 @@ from mmauto.errors import RunError, SearchError
 
 # Changing these on resume is fine: they bound the search, they do not change its space.
 # Stage calibrate's settings apply after the search, so they are free too.
-_FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("search", "replicas"), ("name",),
-         ("train", "calibrate"), ("train", "threshold_metric"), ("train", "interval_coverage")}
+_FREE = {("search", "max_trials"), ("search", "time_budget"), ("search", "max_failures"), ("search", "replicas"),
+         ("search", "warm_replicas"), ("name",), ("train", "calibrate"), ("train", "threshold_metric"), ("train", "interval_coverage")}
 
 
 def fingerprint(m: Manifest) -> dict:

@@ -70,6 +70,7 @@ def _make_tuner(run: Run, hm, oracle, data: Prepared, cache):
         cosine=m.train.cosine(),
         deadline=deadline, reserve=0.0, max_trials=run.max_trials, cache=cache, end_cost=end_cost(run, data),
         keep_weights=1 if m.train.ensemble is False else ENSEMBLE_CANDIDATES, replicas=replicas(m),
+        warm_replicas=m.search.warm_replicas,
         on_event=run.emit, directory=str(run.run_dir), project_name="search", overwrite=False,
         distribution_strategy=hardware.strategy(),
     )

@@ -35,6 +35,7 @@ def leaderboard(tuner, objective: str) -> list[dict]:
             "batch_size": hp.get("batch_size"),
             "augment": bool(hp["augment"]) if "augment" in hp else None,
             "replica_of": replica_of(tuner.oracle.trials, trial),
+            "warm": "warm_from" in records.get(tid, {}),
             "encoders": {k.split("/")[0]: v for k, v in hp.items() if k.endswith("/encoder")},
             "hyperparameters": {k: v for k, v in hp.items()},
             "message": trial.message if status == "failed" else None,
@@ -77,7 +78,8 @@ def display_rows(rows: list[dict]) -> list[list]:
     out = []
     for r in rows:
         lr, secs = r.get("learning_rate"), r.get("seconds")
-        msg = (r.get("message") or "").strip().splitlines() or ([f"replica of trial {r['replica_of']}"] if r.get("replica_of") else [])
+        replica = [f"replica of trial {r['replica_of']}" + (", from its weights" if r.get("warm") else "")] if r.get("replica_of") else []
+        msg = (r.get("message") or "").strip().splitlines() or replica
         cells = [r.get("rank"), r["trial"], r.get("status"), f"{r['score']:.4f}" if r.get("score") is not None else None, r.get("epochs"),
                  r.get("fusion"), r.get("depth"), r.get("heads"), r.get("width"), f"{lr:.1e}" if isinstance(lr, float) else lr,
                  r.get("batch_size"), {True: "yes", False: "no"}.get(r.get("augment")), ", ".join(f"{k}={v}" for k, v in (r.get("encoders") or {}).items()),

@@ -28,6 +28,10 @@ from mmauto.search.oracles import PREDICTIONS_MAX_BYTES, REPLICA, PortfolioFirst
 
 # A replica's seed is train.seed + REPLICA_SEED_STEP * its number.
 REPLICA_SEED_STEP = 1009
+# A warm replica's epochs (search.warm_replicas): on degraded AV-digits (bench/RESULTS.md) five
+# annealed epochs from the first trial's best weights scored 0.950-0.970 on validation against
+# its 0.955, at a quarter of a fresh replica's 16 epochs.
+WARM_EPOCHS = 5
 
 
 class MmautoTuner(kt.Tuner):
@@ -39,7 +43,7 @@ class MmautoTuner(kt.Tuner):
 
     def __init__(self, hypermodel: MultimodalHyperModel, oracle, data: dict, *, epochs: int, patience,
                  lr_factor: Optional[float] = None, cosine: Optional[str] = None, deadline: Optional[float], reserve: float, max_trials: int, cache=None, on_event=None,
-                 keep_weights: int = 1, end_cost=None, replicas: int = 0, **kwargs):
+                 keep_weights: int = 1, end_cost=None, replicas: int = 0, warm_replicas=False, **kwargs):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
         self.keep_weights = max(1, keep_weights)  # the best trials whose weights stay on disk
         self.data = data
@@ -57,6 +61,7 @@ class MmautoTuner(kt.Tuner):
         self.pass_seconds: dict[str, float] = {}
         self.cap = max_trials
         self.replicas = replicas  # the last trials that fit re-train the best configuration (oracles.RepeatBest)
+        self.warm_replicas = warm_replicas  # True, False or "auto" (search.warm_replicas)
         self.on_event = on_event or events.ignore
         self.seconds: dict[str, float] = {}
         self.histories: dict[str, dict] = {}
@@ -67,6 +72,7 @@ class MmautoTuner(kt.Tuner):
         self.epochs_run: dict[str, int] = {}
         self.epochs_planned: dict[str, int] = {}
         self.cut: set[str] = set()  # trials the deadline stopped before their last epoch
+        self.warmed: dict[str, str] = {}  # warm replica -> the trial whose weights it started from
         self._predictions_skipped = False
         if isinstance(self.oracle, PortfolioFirst):  # the space is known once the tuner has built it
             inputs = {n: spec.modality for n, spec in hypermodel.manifest.inputs.items()}
@@ -113,12 +119,18 @@ class MmautoTuner(kt.Tuner):
         self.build_seconds[trial.trial_id] = time.time() - t0
         if "tuner/trial_id" in hp.values:
             self._continue_from(model, hp.values["tuner/trial_id"])
+        warm_from = self.warm_from(trial)
+        if warm_from is not None:
+            self._continue_from(model, warm_from)
+            self.warmed[trial.trial_id] = warm_from
         train = self._batches("train", hp, frozen, shuffle=True)
         val = self._batches("validation", hp, frozen, shuffle=False)
         objective = self.oracle.objective
         initial, epochs = self.trial_epochs(hp)
         cosine = self.cosine == "all" or (self.cosine == "replicas" and bool(hp.values.get(REPLICA)))
-        if cosine and hp.values.get(REPLICA):
+        if warm_from is not None:
+            epochs = min(epochs, initial + WARM_EPOCHS)
+        elif cosine and hp.values.get(REPLICA):
             epochs = min(epochs, initial + self.epochs_needed(trial))
         best = BestEpoch(objective, kt_private.checkpoint_file(self, trial.trial_id), self._may_be_best)
         deadline = Deadline(self.trials_deadline(), self.clock)
@@ -180,10 +192,11 @@ class MmautoTuner(kt.Tuner):
         return self._targets
 
     def _continue_from(self, model, past_id: str) -> None:
-        """A later Hyperband round continues an earlier trial: same hp values, so the same
-        architecture (and the same frozen inputs served from the feature cache), and that
-        trial's best-epoch weights, which `_may_be_best` always writes under Hyperband. The
-        optimizer starts afresh, as in keras-tuner's own Hyperband tuner."""
+        """A later Hyperband round continues an earlier trial, and a warm replica its original:
+        same hp values, so the same architecture (and the same frozen inputs served from the
+        feature cache), and that trial's best-epoch weights, which `_may_be_best` always writes
+        under Hyperband (and keeps for the best trials). The optimizer starts afresh, as in
+        keras-tuner's own Hyperband tuner."""
         path = kt_private.checkpoint_file(self, past_id)
         if not os.path.exists(path):  # e.g. written by a run whose folder was partly removed
             self.on_event(events.Notice(text=f"trial {past_id}'s weights are missing ({path}); its continuation starts from fresh weights"))
@@ -229,10 +242,12 @@ class MmautoTuner(kt.Tuner):
         return not self.oracle.objective.better_than(scores[-1], score)
 
     def _prune_weights(self) -> None:
-        """Disk stays bounded: checkpoints of trials no longer among the best `keep_weights` go."""
+        """Disk stays bounded: checkpoints of trials no longer among the best `keep_weights` go,
+        but for the originals of those that are replicas (warm replicas start from them)."""
         if isinstance(self.oracle, kt.oracles.HyperbandOracle) or not isinstance(self.oracle, kt.Oracle):
             return
-        keep = {t.trial_id for t in self.oracle.get_best_trials(self.keep_weights)}
+        best = self.oracle.get_best_trials(self.keep_weights)
+        keep = {t.trial_id for t in best} | {replica_of(self.oracle.trials, t) for t in best}
         for tid in self.oracle.trials:
             path = kt_private.checkpoint_file(self, tid)
             if tid not in keep and os.path.exists(path):
@@ -275,11 +290,13 @@ class MmautoTuner(kt.Tuner):
             if folder.exists():
                 epochs = {"epochs": self.epochs_run[tid], "of": self.epochs_planned[tid]} if tid in self.epochs_run else {}
                 cut = {"cut": "time budget"} if tid in self.cut else {}
-                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3), **epochs, **cut})
+                warm = {"warm_from": self.warmed[tid]} if tid in self.warmed else {}
+                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3), **epochs, **cut, **warm})
 
     def trial_records(self) -> dict:
         """trial id -> its seconds.json: {seconds, epochs (run), of (planned), cut (when the
-        deadline stopped it)}; every trial of the run, workers' included."""
+        deadline stopped it), warm_from (the trial whose weights it started from)}; every trial
+        of the run, workers' included."""
         out = {}
         for f in Path(self.project_dir).glob("trial_*/seconds.json"):
             out[f.parent.name[len("trial_"):]] = json.loads(f.read_text())
@@ -314,6 +331,24 @@ class MmautoTuner(kt.Tuner):
         if first is None or first.status != "COMPLETED":
             return self.epochs
         return int(first.best_step) + 1
+
+    def warm_from(self, trial) -> Optional[str]:
+        """The trial whose best weights a replica starts from (search.warm_replicas), or None
+        for fresh weights: not a replica, warm replicas off, its original or its weights not
+        found (a distributed worker sees no oracle's trials), or ("auto") an original that
+        needed fewer than twice WARM_EPOCHS epochs."""
+        trials = getattr(self.oracle, "trials", None)
+        if not isinstance(trials, dict) or not self.warm_replicas:
+            return None
+        first = replica_of(trials, trial)
+        if first is None or not self._warm(trials[first]):
+            return None
+        return first if os.path.exists(kt_private.checkpoint_file(self, first)) else None
+
+    def _warm(self, original) -> bool:
+        if original.status != "COMPLETED":
+            return False
+        return self.warm_replicas is True or (self.cosine is not None and int(original.best_step) + 1 >= 2 * WARM_EPOCHS)
 
     def end_reserve(self) -> float:
         """Seconds kept after the trials for the stages after the search (`end_cost` of the
@@ -369,9 +404,26 @@ class MmautoTuner(kt.Tuner):
     def _plan_replica(self, fits: float) -> None:
         """The next trial repeats the best configuration when at most `replicas` trials fit,
         `replicas` times in a search: trials that end early leave time for more than the
-        estimate said, which goes back to the oracle."""
-        if isinstance(self.oracle, RepeatBest):
-            self.oracle.replicate = self.oracle.replicas_run() < self.replicas and fits <= self.replicas
+        estimate said, which goes back to the oracle. Warm replicas, once started, fill the
+        time left: the estimate (a median over trials of both lengths) says nothing about an
+        exploring trial then, and a member more is worth more than a trial cut short."""
+        if not isinstance(self.oracle, RepeatBest):
+            return
+        run = self.oracle.replicas_run()
+        if self.replicas and self._warm_next():
+            self.oracle.replicate = (fits <= self.replicas or run > 0) and (run < self.replicas or self.deadline is not None)
+        else:
+            self.oracle.replicate = run < self.replicas and fits <= self.replicas
+
+    def _warm_next(self) -> bool:
+        """Whether a replica of the best trial so far would start from its weights."""
+        if not self.warm_replicas or not self.oracle.trials:
+            return False
+        best = [t for t in self.oracle.get_best_trials(1) if t.score is not None]
+        if not best:
+            return False
+        first = replica_of(self.oracle.trials, best[0]) or best[0].trial_id
+        return self._warm(self.oracle.trials[first])
 
     def search(self, *args, **kwargs):
         # keras-tuner collects garbage twice before every trial. With TensorFlow's ~450k
