@@ -470,3 +470,32 @@ def test_a_pinned_bias_may_move_the_base_rate_of_an_uninformative_model():
     c = head.calibrate(p, y, train_spec(calibrate="vector"))["calibration"]
     assert c["fitted_temperature"] > 19 and c["applied"] and c["method"] == "vector"
     assert abs(head.expected(p)[:, 1].mean() - 0.8) < 0.02
+
+
+def test_multilabel_temperature_is_served_shrunk():
+    """A multilabel head's shared temperature is served shrunk by 1 - 1/LR (LR over every row
+    and label) with `calibrate: true`, as fitted when pinned, and not at all where its gain is
+    under what a chance fit of one parameter gives."""
+    rng = np.random.default_rng(5)
+
+    def outputs(n, t_true):
+        z = rng.normal(0.0, 2.0, (n, 3))
+        truth = (rng.random((n, 3)) < cal.sigmoid(z / t_true)).astype(int)
+        return cal.sigmoid(z).astype("float32"), truth
+
+    p, truth = outputs(60, 1.6)  # over-confident: T near 1.6 fits
+    head = head_for("multilabel", "tags", ["a", "b", "c"], {"classes": ["a", "b", "c"]})
+    out = head.calibrate(p, truth, train_spec())["calibration"]
+    t, lr = out["fitted_temperature"], out["likelihood_ratio"]["temperature"]
+    assert out["applied"] and lr > 1.0 and out["shrinkage"] == pytest.approx(1 - 1 / lr, abs=1e-4)
+    assert 1.0 < head.temperature < t and head.temperature == pytest.approx(1 / (1 - out["shrinkage"] + out["shrinkage"] / t), abs=1e-5)
+    served = head.serve(tf.constant(p))["probabilities"].numpy()
+    np.testing.assert_allclose(served, cal.sigmoid(cal.sigmoid_logits(p) / head.temperature), atol=1e-5)
+    pinned = head_for("multilabel", "tags", ["a", "b", "c"], {"classes": ["a", "b", "c"]})
+    assert pinned.calibrate(p, truth, train_spec(calibrate="temperature"))["calibration"]["temperature"] == pytest.approx(t)
+    rng = np.random.default_rng(0)  # calibrated outputs: the T fitted to them gains LR 0.32 for 1 parameter
+    p, truth = outputs(40, 1.0)
+    calm = head_for("multilabel", "tags", ["a", "b", "c"], {"classes": ["a", "b", "c"]})
+    got = calm.calibrate(p, truth, train_spec())["calibration"]
+    assert not got["applied"] and calm.temperature is None and got["likelihood_ratio"]["temperature"] < 1.0, got
+    assert "likelihood ratio on the 40 validation rows" in got["not_kept"]

@@ -265,10 +265,10 @@ class TrainSpec(Strict):
     threshold: Optional[float] = Field(None, gt=0, lt=1)
     threshold_metric: Literal["accuracy", "f1"] = "accuracy"
     # Calibration fitted on validation after the search (stage `calibrate`): classifiers'
-    # probabilities scaled (true: temperature scaling, or vector scaling, or for two classes
-    # beta calibration, where it wins a cross-validation on the validation rows; "temperature",
-    # "vector" or "beta" (two classes) pins one; multilabel keeps one shared temperature),
-    # regression's conformal interval; false: none of them.
+    # probabilities scaled (true: temperature scaling, vector scaling, or for two classes beta
+    # calibration, chosen by its likelihood ratio on the validation rows and served shrunk by it
+    # (heads/scaling.py); "temperature", "vector" or "beta" (two classes) pins one, served as
+    # fitted; multilabel: one shared temperature), regression's conformal interval; false: none.
     calibrate: Union[bool, Literal[CALIBRATIONS]] = True  # type: ignore[valid-type]
     interval_coverage: float = Field(0.9, gt=0, lt=1)
     # Greedy ensemble selection over the trials: true (up to ENSEMBLE_STEPS picks), a number of

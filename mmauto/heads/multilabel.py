@@ -7,6 +7,7 @@ import numpy as np
 from mmauto.heads import calibration as cal
 from mmauto.heads.base import HEADS, Head, label_columns
 from mmauto.heads.classification import _auc
+from mmauto.heads.scaling import shrunk_temperature
 
 
 @HEADS.register("multilabel")
@@ -78,8 +79,10 @@ class MultilabelHead(Head):
         z = cal.sigmoid_logits(y)
         # One temperature shared by the labels: one parameter fits on small validation splits;
         # ECE over every (row, label) probability against the label being present.
-        info = cal.temperature_report(z, lambda t: cal.sigmoid_nll(z, truth, t),
-                                      lambda t: cal.ece(cal.sigmoid(z / t), truth), train.calibrate)
+        nll, ece_at = (lambda t: cal.sigmoid_nll(z, truth, t)), (lambda t: cal.ece(cal.sigmoid(z / t), truth))
+        info = cal.temperature_report(z, nll, ece_at, train.calibrate)
+        if train.calibrate is True:  # served shrunk by its evidence, as the other heads' scalings are
+            info = shrunk_temperature(info, truth.size, nll, ece_at)
         self.state["calibration"] = info
         if train.threshold is None:
             probs = self.expected(y)

@@ -226,6 +226,22 @@ def by_likelihood(z, y, kind: str, report: dict) -> tuple[dict, dict]:
     return stats, {m: parameters(m, kind, classes) for m in methods}
 
 
+def shrunk_temperature(report: dict, outcomes: int, nll: Callable[[float], float], ece_at: Callable[[float], float]) -> dict:
+    """A kept temperature (`calibration.temperature_report`) served shrunk as `scaling_report`
+    serves the scaling it chooses: its likelihood ratio over `outcomes` (rows x labels for a
+    multilabel head, whose mean log loss `nll(T)` is per outcome) against its one parameter."""
+    if not report["applied"]:
+        return report
+    t = report["fitted_temperature"]
+    stats, k = {"temperature": round(2 * outcomes * (report["log_loss_before"] - nll(t)), 3)}, {"temperature": 1}
+    weight = shrinkage(stats["temperature"], 1)
+    extra = {"likelihood_ratio": stats, "parameters": k, "shrinkage": weight}
+    if weight == 0.0:
+        return _not_significant(report, extra, stats, k)
+    served = shrunk_temperature_value(t, weight)
+    return {**report, **extra, "temperature": served, "log_loss_after": round(nll(served), 6), "ece_after": round(ece_at(served), 6)}
+
+
 def _not_significant(report: dict, extra: dict, stats: dict, k: dict) -> dict:
     """`report` with no scaling served: none gains more likelihood than a chance fit of its parameters would."""
     gains = ", ".join(f"{m} {v:.1f} for {k[m]}" for m, v in stats.items())
@@ -239,7 +255,7 @@ def _fitted(method: str, z, y, kind: str, weight: float = 1.0, temperature: floa
     """The state entries `method` serves (rounded as stored) and the scaled logits they give:
     the fitted map's change of the logits times `weight` (`temperature`: the one fitted)."""
     if method == "temperature":
-        t = round(1.0 / (1.0 - weight + weight / temperature), 6)
+        t = shrunk_temperature_value(temperature, weight)
         return {"temperature": t}, z / t
     if method == "vector":
         a, b = (np.round(v, 6) for v in fit_vector(z, y, kind))
@@ -248,6 +264,11 @@ def _fitted(method: str, z, y, kind: str, weight: float = 1.0, temperature: floa
     w = fit_beta(z, y)
     w = np.round([1.0 - weight + weight * w[0], 1.0 - weight + weight * w[1], weight * w[2]], 6)
     return {"temperature": 1.0, "beta": [float(v) for v in w]}, beta_logits(z, w)
+
+
+def shrunk_temperature_value(temperature: float, weight: float) -> float:
+    """The temperature whose change of the logits (1 / T - 1) is `weight` times the fitted one's."""
+    return round(1.0 / (1.0 - weight + weight / temperature), 6)
 
 
 def scaling_report(z, y, kind: str, mode, report: dict, ece_of: Callable[[np.ndarray], float]) -> dict:
