@@ -201,7 +201,8 @@ class SearchSpec(Strict):
     # A replica starts from its original's best weights and trains WARM_EPOCHS annealed epochs
     # (snapshot ensembling; search/tuner.py), instead of fresh weights for the epochs the original
     # needed: so several members fit where one fresh replica would. Once started, warm replicas
-    # fill the time left. "auto": when the original needed at least twice WARM_EPOCHS epochs.
+    # fill the time left. "auto": when the original needed at least twice WARM_EPOCHS epochs
+    # and replicas anneal (train.reduce_lr true or "cosine").
     warm_replicas: Union[bool, Literal["auto"]] = "auto"
     # Before the search, a logistic regression (ridge for a regression target) over the text
     # inputs' TF-IDF joins the ensemble's candidates (mmauto/run/linear.py), one per served
