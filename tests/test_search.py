@@ -657,6 +657,14 @@ def test_reduce_lr_names_what_it_accepts(tmp_path):
         TrainSpec(reduce_lr="linear")
 
 
+def test_warm_replicas_names_what_it_accepts():
+    from mmauto.config.manifest import SearchSpec
+
+    assert SearchSpec().warm_replicas == "auto" and SearchSpec(warm_replicas=False).warm_replicas is False
+    with pytest.raises(ValueError, match="expected true, false or 'auto', got 'sometimes'"):
+        SearchSpec(warm_replicas="sometimes")
+
+
 def test_a_moving_average_of_the_weights_is_validated_and_kept(demo_dir, tmp_path):
     """`train.ema`: validation, the best epoch and the kept weights are the average's. With a
     momentum of nearly 1 the average stays at the first step's weights: the validation

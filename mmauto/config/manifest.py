@@ -210,6 +210,13 @@ class SearchSpec(Strict):
     linear: bool = True
     space: SpaceSpec = SpaceSpec()
 
+    @field_validator("warm_replicas", mode="before")
+    @classmethod
+    def _warm(cls, v):
+        if v is True or v is False or v == "auto":
+            return v
+        raise ValueError(f"expected true, false or 'auto', got {v!r}")
+
     @field_validator("time_budget")
     @classmethod
     def _budget(cls, v):
