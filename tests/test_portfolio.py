@@ -51,6 +51,17 @@ def test_entries_resolve_against_the_space():
     assert all(len(e.why) > 20 for e in portfolio.PORTFOLIO)
 
 
+def test_an_entry_that_anneals_marks_its_values():
+    """`anneal` puts the ANNEAL mark beside the resolved values (the tuner reads it); the
+    built-in CNN entry for images and audio has it, the text entries do not."""
+    annealed = (Entry("first", ("text",), {"text": {"encoder": "tfidf", "tfidf/width": 32}},
+                      {"fusion": "concat", "learning_rate": 3e-3}, "test", anneal=True),)
+    assert portfolio.values_for(INPUTS, space(), annealed) == [("first", {**FIRST, portfolio.ANNEAL: True})]
+    assert portfolio.ANNEAL not in portfolio.values_for(INPUTS, space())[0][1]
+    cnn = [e for e in portfolio.PORTFOLIO if "image" in e.modalities and not e.heads]
+    assert cnn and all(e.anneal for e in cnn)
+
+
 def make_oracle(kind, folder):
     oracle = oracles.make_oracle(kind, "val_accuracy", max_trials=10, epochs=3, seed=1, max_failures=3)
     oracle._set_project_dir(str(folder), "search")

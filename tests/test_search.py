@@ -3,6 +3,7 @@ changed manifest."""
 
 import contextlib
 import json
+import math
 import re
 import signal
 import subprocess
@@ -361,7 +362,7 @@ def test_warm_replicas_fill_the_time_left(tmp_path):
     t = object.__new__(MmautoTuner)
     t.oracle = make_oracle("random", "val_accuracy", 50, 10, 0, 3)
     t.cap, t.epochs, t.reserve, t.deadline, t.replicas, t.warm_replicas = 50, 20, 0.0, 1000.0, 2, "auto"
-    t.cosine, t.end_cost, t.build_seconds, t.pass_seconds = "replicas", None, {}, {}
+    t.cosine, t.end_cost, t.build_seconds, t.pass_seconds = "chosen", None, {}, {}
     t.stop_reason = t.epoch_cap = None
     t.directory, t.project_name = str(tmp_path), "search"
     now = [0.0]
@@ -615,21 +616,13 @@ def test_the_learning_rate_drops_after_an_epoch_without_improvement(demo_dir, tm
     data["train"].update({"epochs": 4, "early_stopping": False, "learning_rate": 1e-7, "reduce_lr": reduce_lr})
     m.write_text(yaml.safe_dump(data))
     api.fit(m, tmp_path / "run")
-    # The rate TensorBoard logged for each epoch (Keras logs it with or without the callback).
-    import tensorflow as tf
-
-    events = next((tmp_path / "run" / "search" / "logs").glob("trial_*/train/events.*"))
-    logged = [float(tf.make_ndarray(v.tensor)) for e in tf.compat.v1.train.summary_iterator(str(events))
-              for v in e.summary.value if v.tag == "epoch_learning_rate"]
+    (logged,) = logged_rates(tmp_path / "run").values()
     assert logged == pytest.approx(rates, rel=1e-3)
 
 
 def test_a_cosine_learning_rate_anneals_over_the_planned_epochs(demo_dir, tmp_path):
     """`reduce_lr: cosine`: the rate follows half a cosine step by step from the set rate to 0
-    at the trial's last planned step, whatever the objective does (the rate logged is the one
-    of each epoch's last batch: about 0.85, 0.5, 0.15 and 0 of it for four epochs)."""
-    import math
-
+    at the trial's last planned step, whatever the objective does."""
     from mmauto import api
 
     m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1, space={"fusion": "concat", "width": 16})
@@ -637,15 +630,90 @@ def test_a_cosine_learning_rate_anneals_over_the_planned_epochs(demo_dir, tmp_pa
     data["train"].update({"epochs": 4, "early_stopping": False, "learning_rate": 1e-3, "reduce_lr": "cosine"})
     m.write_text(yaml.safe_dump(data))
     api.fit(m, tmp_path / "run")
+    (logged,) = logged_rates(tmp_path / "run").values()
+    assert_cosine(logged, 1e-3)
+
+
+def logged_rates(run: Path) -> dict:
+    """trial id -> the rate TensorBoard logged for each epoch (Keras logs it with or without a
+    schedule's callback)."""
     import tensorflow as tf
 
-    events = next((tmp_path / "run" / "search" / "logs").glob("trial_*/train/events.*"))
-    logged = [float(tf.make_ndarray(v.tensor)) for e in tf.compat.v1.train.summary_iterator(str(events))
-              for v in e.summary.value if v.tag == "epoch_learning_rate"]
-    assert len(logged) == 4
-    for epoch, rate in enumerate(logged):  # between the cosine at the epoch's end and at its start
-        assert 0.5e-3 * (1 + math.cos(math.pi * (epoch + 1) / 4)) <= rate <= 0.5e-3 * (1 + math.cos(math.pi * epoch / 4))
-    assert logged[-1] < 0.05e-3 and logged[0] > 0.75e-3
+    out = {}
+    for events in sorted((run / "search" / "logs").glob("trial_*/train/events.*")):
+        out[events.parent.parent.name[len("trial_"):]] = [
+            float(tf.make_ndarray(v.tensor)) for e in tf.compat.v1.train.summary_iterator(str(events))
+            for v in e.summary.value if v.tag == "epoch_learning_rate"]
+    return out
+
+
+def assert_cosine(logged: list, rate: float, epochs: int = 4) -> None:
+    """Each epoch's logged rate (its last batch's) lies between the cosine at the epoch's end
+    and at its start, from `rate` to 0 over `epochs`: about 0.85, 0.5, 0.15 and 0 of it for four."""
+    import math
+
+    assert len(logged) == epochs
+    for epoch, r in enumerate(logged):
+        low, high = (0.5 * rate * (1 + math.cos(math.pi * e / epochs)) for e in (epoch + 1, epoch))
+        assert low * (1 - 1e-6) <= r <= high * (1 + 1e-6)  # the optimizer holds the rate in float32
+    assert logged[-1] < 0.05 * rate and logged[0] > 0.75 * rate
+
+
+def test_a_portfolio_entry_that_anneals_runs_its_epochs_on_a_cosine(demo_dir, tmp_path, monkeypatch):
+    """With `reduce_lr` left true, a portfolio entry marked `anneal` follows the cosine over
+    train.epochs and runs them all, where early stopping and the plateau schedule end the next
+    trial (the same settings, not marked) at a rate too small to improve anything."""
+    from mmauto import api
+    from mmauto.search import portfolio
+
+    values_for = portfolio.values_for
+
+    def first_anneals(*args, **kwargs):
+        out = values_for(*args, **kwargs)[:1]
+        return [(name, {**values, portfolio.ANNEAL: True}) for name, values in out] + [(n + " again", v) for n, v in out]
+
+    monkeypatch.setattr(portfolio, "values_for", first_anneals)
+    m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=2, replicas=0, space={"fusion": "concat", "width": 16})
+    data = yaml.safe_load(m.read_text())
+    data["train"].update({"epochs": 4, "early_stopping": 1, "learning_rate": 1e-7})
+    m.write_text(yaml.safe_dump(data))
+    api.fit(m, tmp_path / "run")
+    rates = logged_rates(tmp_path / "run")
+    board = {r["trial"]: r for r in json.loads((tmp_path / "run" / "leaderboard.json").read_text())}
+    assert sorted(board) == sorted(rates) and len(rates) == 2
+    first, second = sorted(rates)
+    assert board[first]["annealed"] is True and board[first]["epochs"] == "4/4"
+    assert_cosine(rates[first], 1e-7)
+    assert board[second]["annealed"] is False and board[second]["epochs"] == "2/4"  # stopped: no gain in epoch 2
+    assert rates[second] == pytest.approx([1e-7, 1e-7], rel=1e-3)
+
+
+def test_an_annealing_trial_shortens_its_cosine_to_the_deadline():
+    """After each epoch the cosine's horizon shrinks to the steps that fit before the deadline
+    at that epoch's pace, so the rate reaches 0 as the deadline stops training; it never grows."""
+    from types import SimpleNamespace
+
+    from mmauto.search.callbacks import CosineDecay
+
+    now = [0.0]
+    cb = CosineDecay(100, deadline=35.0, clock=lambda: now[0])
+    cb.set_model(SimpleNamespace(optimizer=SimpleNamespace(learning_rate=1.0)))
+    cb.on_train_begin()
+    rates = []
+    for epoch in range(4):
+        cb.on_epoch_begin(epoch)
+        for batch in range(10):  # 10 steps of 1 s an epoch
+            cb.on_train_batch_begin(batch)
+            rates.append(cb.model.optimizer.learning_rate)
+            now[0] += 1.0
+            cb.on_train_batch_end(batch)
+        cb.on_epoch_end(epoch)
+        if epoch == 0:
+            assert cb.steps == 35  # 25 s left at 1 s a step
+            cb.deadline = 1000.0  # more time later does not lengthen it
+    assert cb.steps == 35
+    assert rates[0] == 1.0 and rates[34] == pytest.approx(0.5 * (1 + math.cos(math.pi * 34 / 35)))
+    assert rates[35:] == [0.0] * 5
 
 
 def test_reduce_lr_names_what_it_accepts(tmp_path):

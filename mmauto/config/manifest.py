@@ -245,8 +245,10 @@ class TrainSpec(Strict):
     # The learning rate times this factor after each epoch in which the objective did not
     # improve (Keras' ReduceLROnPlateau, patience 1); true: 0.5, and a replica of the best trial
     # anneals along half a cosine to 0 over the epochs its configuration needed (no early
-    # stopping: the schedule sets its length); "cosine": every trial anneals so over its planned
-    # epochs; false: a constant rate.
+    # stopping: the schedule sets its length), as does a portfolio entry known to need its
+    # epochs (search/portfolio.py Entry.anneal) over train.epochs; "cosine": every trial anneals
+    # so over its planned epochs; false: a constant rate. An annealing trial that would not end
+    # before the deadline anneals over the epochs that fit.
     reduce_lr: Union[bool, float, Literal["cosine"]] = True
     # Validate, keep and export an exponential moving average of the weights (Polyak averaging;
     # Keras' optimizer `use_ema` and `SwapEMAWeights`): true: over the last EMA_STEPS steps or one
@@ -316,8 +318,9 @@ class TrainSpec(Strict):
         return 1.0 - 1.0 / horizon if horizon >= 2 else None
 
     def cosine(self) -> Optional[str]:
-        """The trials whose rate follows a cosine: "all", "replicas" or None."""
-        return "all" if self.reduce_lr == "cosine" else "replicas" if self.reduce_lr is True else None
+        """The trials whose rate follows a cosine: "all", "chosen" (replicas and the portfolio
+        entries that anneal) or None."""
+        return "all" if self.reduce_lr == "cosine" else "chosen" if self.reduce_lr is True else None
 
     def lr_factor(self) -> Optional[float]:
         """The factor the learning rate is multiplied by on a plateau, or None: constant."""

@@ -34,17 +34,37 @@ class CosineDecay(keras.callbacks.Callback):
     """The learning rate along half a cosine, from the optimizer's rate at the trial's first
     step to 0 after `steps` (the trial's planned epochs, shortened ones included, so a trial
     cut to the time left still ends annealed). Set before each batch, as Keras' own
-    LearningRateScheduler sets it before each epoch."""
+    LearningRateScheduler sets it before each epoch.
 
-    def __init__(self, steps: int):
+    With a `deadline`, after each epoch the horizon shrinks to the epochs that still fit at the
+    last epoch's pace (validation included): a trial the deadline will stop ends annealed
+    instead of at a high rate. It never grows back."""
+
+    def __init__(self, steps: int, deadline: Optional[float] = None, clock: Callable[[], float] = time.time):
         super().__init__()
         self.steps = max(1, int(steps))
         self.step = 0
         self.base: Optional[float] = None
+        self.deadline, self.clock = deadline, clock
+        self._epoch_start: Optional[float] = None
 
     def on_train_begin(self, logs=None):
         self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.step = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.clock()
+        self._epoch_step = self.step
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.deadline is None or self._epoch_start is None:
+            return
+        now = self.clock()
+        per_epoch, steps = now - self._epoch_start, self.step - self._epoch_step
+        if per_epoch <= 0 or steps <= 0:
+            return
+        fit = int((self.deadline - now) / per_epoch * steps)  # steps, a last partial epoch's too
+        self.steps = min(self.steps, self.step + max(fit, 1))
 
     def on_train_batch_begin(self, batch, logs=None):
         fraction = min(self.step, self.steps) / self.steps

@@ -36,6 +36,7 @@ def leaderboard(tuner, objective: str) -> list[dict]:
             "augment": bool(hp["augment"]) if "augment" in hp else None,
             "replica_of": replica_of(tuner.oracle.trials, trial),
             "warm": "warm_from" in records.get(tid, {}),
+            "annealed": bool(records.get(tid, {}).get("annealed")),
             "encoders": {k.split("/")[0]: v for k, v in hp.items() if k.endswith("/encoder")},
             "hyperparameters": {k: v for k, v in hp.items()},
             "message": trial.message if status == "failed" else None,
@@ -61,7 +62,7 @@ def write_leaderboard(rows: list[dict], run_dir: Path) -> None:
     import csv
 
     (run_dir / "leaderboard.json").write_text(json.dumps(rows, indent=2, default=str))
-    cols = ["rank", "trial", "status", "score", "objective", "epochs", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "augment", "replica_of", "encoders", "message"]
+    cols = ["rank", "trial", "status", "score", "objective", "epochs", "seconds", "fusion", "depth", "heads", "width", "learning_rate", "batch_size", "augment", "annealed", "replica_of", "encoders", "message"]
     with open(run_dir / "leaderboard.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()

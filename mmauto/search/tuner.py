@@ -51,7 +51,7 @@ class MmautoTuner(kt.Tuner):
         self.epochs = epochs
         self.patience = patience
         self.lr_factor = lr_factor
-        self.cosine = cosine  # the trials whose rate follows a cosine: "all", "replicas" or None
+        self.cosine = cosine  # the trials whose rate follows a cosine: "all", "chosen" (see `anneals`) or None
         self.deadline = deadline
         self.reserve = reserve
         # (build seconds, validation-pass seconds) -> seconds the stages after the search need
@@ -73,6 +73,7 @@ class MmautoTuner(kt.Tuner):
         self.epochs_planned: dict[str, int] = {}
         self.cut: set[str] = set()  # trials the deadline stopped before their last epoch
         self.warmed: dict[str, str] = {}  # warm replica -> the trial whose weights it started from
+        self.annealed: set[str] = set()  # trials whose rate followed a cosine
         self._predictions_skipped = False
         if isinstance(self.oracle, PortfolioFirst):  # the space is known once the tuner has built it
             inputs = {n: spec.modality for n, spec in hypermodel.manifest.inputs.items()}
@@ -127,7 +128,9 @@ class MmautoTuner(kt.Tuner):
         val = self._batches("validation", hp, frozen, shuffle=False)
         objective = self.oracle.objective
         initial, epochs = self.trial_epochs(hp)
-        cosine = self.cosine == "all" or (self.cosine == "replicas" and bool(hp.values.get(REPLICA)))
+        cosine = self.anneals(hp)
+        if cosine:
+            self.annealed.add(trial.trial_id)
         if warm_from is not None:
             epochs = min(epochs, initial + WARM_EPOCHS)
         elif cosine and hp.values.get(REPLICA):
@@ -148,7 +151,7 @@ class MmautoTuner(kt.Tuner):
         ]
         if cosine:  # the schedule sets the trial's length: no early stopping, no plateaus
             steps = math.ceil(self.data["train_rows"] / self.hypermodel.batch_size(hp))
-            callbacks.append(CosineDecay((epochs - initial) * steps))
+            callbacks.append(CosineDecay((epochs - initial) * steps, deadline=deadline.deadline, clock=self.clock))
         if self.patience and not cosine:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
         if self.lr_factor and not cosine:
@@ -291,12 +294,13 @@ class MmautoTuner(kt.Tuner):
                 epochs = {"epochs": self.epochs_run[tid], "of": self.epochs_planned[tid]} if tid in self.epochs_run else {}
                 cut = {"cut": "time budget"} if tid in self.cut else {}
                 warm = {"warm_from": self.warmed[tid]} if tid in self.warmed else {}
-                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3), **epochs, **cut, **warm})
+                annealed = {"annealed": True} if tid in self.annealed else {}
+                write_json_atomic(str(folder / "seconds.json"), {"seconds": round(secs, 3), **epochs, **cut, **warm, **annealed})
 
     def trial_records(self) -> dict:
         """trial id -> its seconds.json: {seconds, epochs (run), of (planned), cut (when the
-        deadline stopped it), warm_from (the trial whose weights it started from)}; every trial
-        of the run, workers' included."""
+        deadline stopped it), warm_from (the trial whose weights it started from), annealed (its
+        rate followed a cosine)}; every trial of the run, workers' included."""
         out = {}
         for f in Path(self.project_dir).glob("trial_*/seconds.json"):
             out[f.parent.name[len("trial_"):]] = json.loads(f.read_text())
@@ -313,6 +317,15 @@ class MmautoTuner(kt.Tuner):
             d = json.loads(f.read_text())
             out.append((float(d["seconds"]), int(d.get("epochs", self.epochs))))
         return out
+
+    def anneals(self, hp) -> bool:
+        """Whether the trial's rate follows a cosine: every trial's with `train.reduce_lr:
+        cosine`; by default a replica's and a portfolio entry's that anneals (not Hyperband's:
+        its rounds continue trials)."""
+        if self.cosine == "all":
+            return True
+        chosen = hp.values.get(REPLICA) or (hp.values.get(portfolio.ANNEAL) and "tuner/epochs" not in hp.values)
+        return self.cosine == "chosen" and bool(chosen)
 
     def trial_epochs(self, hp) -> tuple[int, int]:
         """(initial epoch, last epoch) of a trial: Hyperband's when it sets them, else 0 and
