@@ -135,7 +135,8 @@ class FitPrinter(Printer):
             self.trial_no += 1
         self.running = tid
         encs = ", ".join(f"{k.split('/')[0]}={x}" for k, x in v.items() if k.endswith("/encoder"))
-        self.say(f"[cyan]trial {tid}[/] ({self.trial_no}) fusion={v.get('fusion')} width={v.get('width')} {encs}")
+        annealed = f", annealed over {e.epochs - v.get('tuner/initial_epoch', 0)} epochs" if e.annealed else ""
+        self.say(f"[cyan]trial {tid}[/] ({self.trial_no}) fusion={v.get('fusion')} width={v.get('width')} {encs}{annealed}")
         self._task("trial", f"trial {tid}: epochs", total=e.epochs, completed=v.get("tuner/initial_epoch", 0))
 
     def on_epoch(self, e):

@@ -58,6 +58,7 @@ class TrialStart(Event):
     hp: Any
     epochs: int
     shortened: bool = False  # fewer epochs than a full trial: what is left of the budget
+    annealed: bool = False  # the rate follows a cosine to 0 over the epochs (no early stopping)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -89,7 +89,7 @@ def _fit_events(run_dir):
         events.Start(manifest=SimpleNamespace(name="m"), budget=60.0, max_trials=2, resumed=False, run_dir=run_dir),
         events.DataChecked(summary={"splits": {"train": {"rows": 10}}, "dropped_rows": 0}),
         events.SearchStart(objective="val_accuracy", done=0, role=None),
-        events.TrialStart(trial=trial, hp=hp, epochs=2),
+        events.TrialStart(trial=trial, hp=hp, epochs=2, annealed=True),
         events.EpochEnd(trial=trial, epoch=0, epochs=2, logs={"loss": 0.7, "val_accuracy": 0.5}),
         events.EpochEnd(trial=trial, epoch=1, epochs=2, logs={"loss": 0.5, "val_accuracy": 0.9}),
         events.TrialEnd(trial=trial, seconds=3.0),
@@ -120,6 +120,7 @@ def test_fit_progress_is_live_on_a_terminal_and_lines_elsewhere(tmp_path):
         assert "epoch 2/2 loss=0.5000 val_accuracy=0.9000" in log and "trial completed score=0.9000" in log
         # The log keeps the words without rich's markup ("mmauto fit[/] m" was written before).
         assert "mmauto fit m: up to 2 trial(s)" in log and "trial 0 (1)" in log and "[/]" not in log
+        assert "photo=cnn, annealed over 2 epochs" in log
     # On a terminal the epochs live in the trial's bar, not as lines; in a pipe each is a line.
     assert "epoch 2/2" not in shown[True] and "epoch 2/2" in shown[False]
     assert "trial completed score=0.9000" in shown[True] and "\x1b[" in shown[True]

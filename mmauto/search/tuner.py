@@ -161,7 +161,7 @@ class MmautoTuner(kt.Tuner):
                                                                factor=self.lr_factor, patience=1, min_lr=0.0))
         interrupt = DeferredInterrupt()
         callbacks.append(interrupt)
-        self.on_event(events.TrialStart(trial=trial, hp=hp, epochs=epochs, shortened=self.epoch_cap is not None))
+        self.on_event(events.TrialStart(trial=trial, hp=hp, epochs=epochs, shortened=self.epoch_cap is not None, annealed=cosine))
         with interrupt.installed():
             history = model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial, callbacks=callbacks,
                                 verbose=0, class_weight=self.data.get("class_weight"))
