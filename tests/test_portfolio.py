@@ -52,14 +52,20 @@ def test_entries_resolve_against_the_space():
 
 
 def test_an_entry_that_anneals_marks_its_values():
-    """`anneal` puts the ANNEAL mark beside the resolved values (the tuner reads it); the
-    built-in CNN entry for images and audio has it, the text entries do not."""
-    annealed = (Entry("first", ("text",), {"text": {"encoder": "tfidf", "tfidf/width": 32}},
-                      {"fusion": "concat", "learning_rate": 3e-3}, "test", anneal=True),)
-    assert portfolio.values_for(INPUTS, space(), annealed) == [("first", {**FIRST, portfolio.ANNEAL: True})]
+    """`anneal` puts the ANNEAL mark beside the resolved values (the tuner reads it), for any
+    head or for the heads it names; the built-in CNN entry for images and audio has it for a
+    multiclass label only, the text entries not at all."""
+    def entry(anneal):
+        return (Entry("first", ("text",), {"text": {"encoder": "tfidf", "tfidf/width": 32}},
+                      {"fusion": "concat", "learning_rate": 3e-3}, "test", anneal=anneal),)
+
+    marked = [("first", {**FIRST, portfolio.ANNEAL: True})]
+    assert portfolio.values_for(INPUTS, space(), entry(True)) == marked
+    assert portfolio.values_for(INPUTS, space(), entry(("multiclass",)), head="multiclass") == marked
+    assert portfolio.values_for(INPUTS, space(), entry(("multiclass",)), head="binary") == [("first", FIRST)]
     assert portfolio.ANNEAL not in portfolio.values_for(INPUTS, space())[0][1]
     cnn = [e for e in portfolio.PORTFOLIO if "image" in e.modalities and not e.heads]
-    assert cnn and all(e.anneal for e in cnn)
+    assert cnn and all(e.anneals("multiclass") and not e.anneals("binary") for e in cnn)
 
 
 def make_oracle(kind, folder):
