@@ -407,4 +407,6 @@ def _scaling_values(c: dict) -> str:
         return f"temperature {c['temperature']:.3g}"
     if c["method"] == "beta":
         return "beta calibration (a, b, c = " + ", ".join(f"{v:.3g}" for v in c["beta"]) + ")"
+    if c["method"] == "matrix":
+        return f"matrix scaling ({len(c['bias'])} x {len(c['bias'])} and a bias)"
     return "vector scaling" if len(c["scale"]) > 1 else f"Platt scaling (scale {c['scale'][0]:.3g}, bias {c['bias'][0]:.3g})"

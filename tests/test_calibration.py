@@ -208,16 +208,17 @@ def test_pinned_beta_needs_a_two_class_label(demo_dir, tmp_path):
 
 
 def test_vector_scaling_fixes_per_class_miscalibration():
-    """Three classes, each with its own over-confidence and bias: vector scaling is chosen
-    (per-class scales and biases), raises the accuracy the biases cost, and is what the graph
-    serves; pinned to temperature the same rows keep a worse log loss."""
+    """Three classes, each with its own over-confidence and bias: vector scaling (per-class
+    scales and biases) raises the accuracy the biases cost, and is what the graph serves;
+    pinned to temperature the same rows keep a worse log loss. With `calibrate: true` on 80 rows,
+    too few for matrix scaling's 12 parameters, vector scaling is chosen and served shrunk."""
     rng = np.random.default_rng(4)
     n, classes = 3000, ["a", "b", "c"]
     true = rng.normal(0, 1.5, (n, 3))
     y = np.array([rng.choice(3, p=q) for q in cal.softmax(true)])
     probs = cal.softmax(true * [3.0, 1.0, 0.5] + [0.0, 1.5, -1.0]).astype("float32")
     head = head_for("classification", "label", classes, {"classes": classes})
-    c = head.calibrate(probs, y, train_spec())["calibration"]
+    c = head.calibrate(probs, y, train_spec(calibrate="vector"))["calibration"]
     assert c["method"] == "vector" and c["applied"] and len(c["scale"]) == len(c["bias"]) == 3
     temp = head_for("classification", "label", classes, {"classes": classes})
     t = temp.calibrate(probs, y, train_spec(calibrate="temperature"))["calibration"]
@@ -226,12 +227,55 @@ def test_vector_scaling_fixes_per_class_miscalibration():
     assert np.mean(fixed.argmax(1) == y) > np.mean(probs.argmax(1) == y) + 0.02
     served = head.serve(tf.constant(probs))["probabilities"].numpy()
     assert np.abs(served - fixed).max() < 1e-5
-    # with few validation rows (no cross-validation) the same scaling is served shrunk more
     few = head_for("classification", "label", classes, {"classes": classes})
     small = few.calibrate(probs[:80], y[:80], train_spec())["calibration"]
-    assert small["cross_validated_log_loss"] is None and small["shrinkage"] < c["shrinkage"]
+    assert small["method"] == "vector" and small["applied"] and 0 < small["shrinkage"] < 1
+    assert small["cross_validated_log_loss"] is None and set(small["parameters"]) == {"temperature", "vector"}
     off = head_for("classification", "label", classes, {"classes": classes})
     assert off.calibrate(probs, y, train_spec(calibrate=False))["calibration"]["method"] is None and off.vector_scaling is None
+
+
+def confused(n, seed):
+    """Five classes whose model gives class 3 mostly class 4's true logit and the reverse (a
+    rating model that mixes up neighbouring stars): softmax(t A) for true logits t."""
+    rng = np.random.default_rng(seed)
+    t = rng.normal(0, 1.5, (n, 5))
+    y = np.array([rng.choice(5, p=q) for q in cal.softmax(t)])
+    mix = np.eye(5)
+    mix[3:, 3:] = [[0.3, 0.7], [0.7, 0.3]]
+    return cal.softmax(t @ mix).astype("float32"), y
+
+
+def test_matrix_scaling_fixes_confused_classes():
+    """Dirichlet calibration (matrix scaling): where the model mixes up two classes, no scale
+    per class can undo it and a matrix can. `calibrate: true` chooses it on 3,000 validation
+    rows, serves it (shrunk by its likelihood ratio) in the graph as in numpy, and it wins back
+    the accuracy and log loss the confusion cost on fresh rows; on 500 rows (fewer than 20 per
+    parameter) it is not tried; pinned on a two-class label it is beta calibration."""
+    from mmauto.report.html import _scaling_line
+    from mmauto_cli.model_cmds import _scaling
+
+    probs, y = confused(3000, 0)
+    classes = ["1", "2", "3", "4", "5"]
+    head = head_for("classification", "stars", classes, {"classes": classes})
+    c = head.calibrate(probs, y, train_spec())["calibration"]
+    assert c["method"] == "matrix" and c["applied"] and c["parameters"]["matrix"] == 30
+    assert 0.9 < c["shrinkage"] < 1 and np.shape(c["matrix"]) == (5, 5) and head.vector_scaling is None
+    fresh, y2 = confused(20000, 1)
+    served = head.serve(tf.constant(fresh))["probabilities"].numpy()
+    assert np.abs(served - head.expected(fresh)).max() < 1e-5
+    vector = head_for("classification", "stars", classes, {"classes": classes})
+    vector.calibrate(probs, y, train_spec(calibrate="vector"))
+    nll = lambda q: -np.mean(np.log(q[np.arange(len(y2)), y2]))  # noqa: E731
+    assert nll(served) < nll(vector.expected(fresh)) - 0.05 < nll(fresh) - 0.05
+    assert np.mean(served.argmax(1) == y2) > np.mean(fresh.argmax(1) == y2) + 0.05
+    assert _scaling(c).startswith("matrix scaling (5 x 5 and a bias), shrunk to 0.9")
+    assert _scaling_line(c).startswith("Matrix scaling (each class logit")
+    few = head_for("classification", "stars", classes, {"classes": classes})
+    assert "matrix" not in few.calibrate(probs[:500], y[:500], train_spec())["calibration"]["parameters"]
+    p, y = two_sided()
+    binary = head_for("classification", "deal", ["no", "yes"], {"classes": ["no", "yes"]})
+    assert binary.calibrate(p, y, train_spec(calibrate="matrix"))["calibration"]["method"] == "beta"
 
 
 def test_ece_floor_reads_a_calibrated_model_on_a_small_set():
@@ -314,30 +358,38 @@ def test_ece_bins():
     assert abs(cal.ece([0.9] * 10, [True] * 5 + [False] * 5) - 0.4) < 1e-9
 
 
-def test_fit_serves_calibrated_probabilities_and_threshold(demo_dir, tmp_path):
-    """A small binary fit: the card's calibration entry, `mmauto predict`'s probabilities equal
-    the temperature-scaled outputs of the exported trial (its kept validation predictions), and
-    the served label is the chosen threshold's."""
+def small_fit(demo_dir, tmp_path, calibrate, frame=lambda f: f, target=None):
+    """One 2-epoch trial on the demo's text and table, 84 training rows and 36 validation rows
+    (val.csv), `train.calibrate` pinned; returns the data folder, RUN_DIR and the fit's summary."""
     data = tmp_path / "data"
     shutil.copytree(demo_dir, data)
-    f = pd.read_csv(data / "train.csv")
-    flip = np.random.default_rng(0).random(len(f)) < 0.2  # noisy labels: validation is not separable
-    f["deal"] = np.where((f["price"] > 50) ^ flip, "yes", "no")
+    f = frame(pd.read_csv(data / "train.csv"))
     f.iloc[:84].to_csv(data / "train.csv", index=False)
     f.iloc[84:].to_csv(data / "val.csv", index=False)
     m = yaml.safe_load((data / "manifest.yaml").read_text())
     m["data"] = {"train": "train.csv", "validation": "val.csv"}
-    m["target"] = "deal"
+    m["target"] = target or m["target"]
     m["inputs"] = {k: v for k, v in m["inputs"].items() if k in ("review", "meta")}
     m["search"] = {"tuner": "random", "max_trials": 1, "space": {"fusion": "concat", "width": 16}}
-    # Pinned: on these 36 rows the default may serve Platt scaling; the graph's other scalings
-    # are checked against numpy in the head tests above.
-    m["train"] = {"epochs": 2, "batch_size": 16, "ensemble": False, "calibrate": "temperature"}
+    m["train"] = {"epochs": 2, "batch_size": 16, "ensemble": False, "calibrate": calibrate}
     (data / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
     run = tmp_path / "run"
     r = run_cli("fit", data / "manifest.yaml", "--out", run, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
-    summary = json.loads(r.stdout)
+    return data, run, json.loads(r.stdout)
+
+
+def test_fit_serves_calibrated_probabilities_and_threshold(demo_dir, tmp_path):
+    """A small binary fit: the card's calibration entry, `mmauto predict`'s probabilities equal
+    the temperature-scaled outputs of the exported trial (its kept validation predictions), and
+    the served label is the chosen threshold's."""
+    def deal(f):
+        flip = np.random.default_rng(0).random(len(f)) < 0.2  # noisy labels: validation is not separable
+        return f.assign(deal=np.where((f["price"] > 50) ^ flip, "yes", "no"))
+
+    # Pinned: on these 36 rows the default may serve Platt scaling; the graph's other scalings
+    # are checked against numpy in the head tests above.
+    data, run, summary = small_fit(demo_dir, tmp_path, "temperature", deal, target="deal")
     card = json.loads((run / "mmauto.json").read_text())
     c = card["calibration"]
     assert {"method", "temperature", "ece_before", "ece_after", "applied"} <= set(c) and c["method"] == "temperature"
@@ -361,6 +413,23 @@ def test_fit_serves_calibrated_probabilities_and_threshold(demo_dir, tmp_path):
     assert summary["metrics"]["validation"]["ece"] == pytest.approx(c["ece_after"], abs=1e-3)
     report = (run / "report" / "index.html").read_text()
     assert "Decision threshold" in report and "Temperature scaling" in report
+
+
+def test_fit_serves_a_pinned_matrix_scaling(demo_dir, tmp_path):
+    """`calibrate: matrix` on a small 3-class fit: the card holds the 3 x 3 matrix and the bias,
+    and `mmauto predict` serves softmax(log p W + b) of the exported trial's kept validation
+    outputs."""
+    data, run, summary = small_fit(demo_dir, tmp_path, "matrix")
+    c = json.loads((run / "mmauto.json").read_text())["calibration"]
+    assert c["method"] == "matrix" and c["applied"] and c["shrinkage"] is None and np.shape(c["matrix"]) == (3, 3), c
+    # the main head's probabilities come first (the per-input heads' follow)
+    raw = np.load(run / "search" / f"trial_{summary['best_trial']}" / "val_predictions.npy")[:, :3].astype("float32")
+    scaled = np.log(np.maximum(raw, np.float32(cal.EPS_SOFTMAX))) @ np.asarray(c["matrix"]) + c["bias"]
+    assert run_cli("predict", run, data / "val.csv", "--out", tmp_path / "p.csv").returncode == 0
+    served = pd.read_csv(tmp_path / "p.csv")
+    classes = json.loads((run / "mmauto.json").read_text())["labels"]
+    assert np.abs(served[[f"prob_{k}" for k in classes]].to_numpy() - cal.softmax(scaled)).max() < 1e-4
+    assert "Matrix scaling" in (run / "report" / "index.html").read_text()
 
 
 def test_separable_validation_keeps_no_temperature():

@@ -82,7 +82,7 @@ CASES = [
     (("search", {"space": {"kl_weight": "x"}}), "search.space", ["kl_weight: expected a number"]),
     (("search", {"space": {"input_heads": [0.5, -1]}}), "search.space.input_heads", ["0 (off) or more", "-1"]),
     (("train", {"ema": 1.5}), "train.ema", ["a momentum between 0 and 1", "got 1.5"]),
-    (("train", {"calibrate": "platt"}), "train.calibrate", ["expected true, false, 'temperature', 'vector' or 'beta', got 'platt'"]),
+    (("train", {"calibrate": "platt"}), "train.calibrate", ["expected true, false, 'temperature', 'vector', 'matrix' or 'beta', got 'platt'"]),
     (("colour", "red"), "", ["unknown key 'colour'", "valid keys:"]),
     (("extends", "quik"), "extends", ["did you mean 'quick'"]),
     (("version", 2), "version", ["expected 1"]),

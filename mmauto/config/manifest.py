@@ -229,7 +229,7 @@ class SearchSpec(Strict):
         return None if self.time_budget is None else parse_duration(self.time_budget)
 
 
-CALIBRATIONS = ("temperature", "vector", "beta")
+CALIBRATIONS = ("temperature", "vector", "matrix", "beta")
 # The moving average's horizon in steps (momentum 1 - 1 / steps) at most: one epoch when shorter,
 # so a small data set's average does not lag epochs behind. On degraded AV-digits (two seeds of
 # the CNN entry alone, bench/RESULTS.md) 100 steps cut the test log loss from 0.126 to 0.097;
@@ -275,10 +275,11 @@ class TrainSpec(Strict):
     threshold: Optional[float] = Field(None, gt=0, lt=1)
     threshold_metric: Literal["accuracy", "f1"] = "accuracy"
     # Calibration fitted on validation after the search (stage `calibrate`): classifiers'
-    # probabilities scaled (true: temperature scaling, vector scaling, or for two classes beta
-    # calibration, chosen by its likelihood ratio on the validation rows and served shrunk by it
-    # (heads/scaling.py); "temperature", "vector" or "beta" (two classes) pins one, served as
-    # fitted; multilabel: one shared temperature), regression's conformal interval; false: none.
+    # probabilities scaled (true: temperature scaling, vector scaling, matrix scaling where the
+    # validation rows suffice, or for two classes beta calibration, chosen by its likelihood ratio
+    # on the validation rows and served shrunk by it (heads/scaling.py); "temperature", "vector",
+    # "matrix" (two classes: beta) or "beta" (two classes) pins one, served as fitted; multilabel:
+    # one shared temperature), regression's conformal interval; false: none.
     calibrate: Union[bool, Literal[CALIBRATIONS]] = True  # type: ignore[valid-type]
     interval_coverage: float = Field(0.9, gt=0, lt=1)
     # Greedy ensemble selection over the trials: true (up to ENSEMBLE_STEPS picks), a number of
@@ -296,7 +297,7 @@ class TrainSpec(Strict):
     def _calibrate(cls, v):
         if v is True or v is False or v in CALIBRATIONS:
             return v
-        raise ValueError(f"expected true, false, 'temperature', 'vector' or 'beta', got {v!r}")
+        raise ValueError(f"expected true, false, 'temperature', 'vector', 'matrix' or 'beta', got {v!r}")
 
     @field_validator("reduce_lr", "ema", mode="before")
     @classmethod

@@ -304,7 +304,7 @@ def _check_pinned_scaling(manifest: Manifest, classes: dict[str, list[str]]) -> 
             what = f"{len(classes[t.column])} classes" if t.task == "classification" else "several labels"
             raise ManifestError(manifest.where, "train.calibrate",
                                 f"'beta' calibrates a two-class label, and target '{t.column}' has {what}; "
-                                "use true, 'temperature' or 'vector'")
+                                "use true, 'temperature', 'vector' or 'matrix'")
 
 
 def _read_tables(manifest: Manifest, dropped: list[Problem], with_target: bool = True, more_problems=None) -> dict[str, Split]:

@@ -149,10 +149,18 @@ class Head(abc.ABC):
     @property
     def vector_scaling(self) -> Optional[tuple]:
         """The (scale, bias) float32 arrays `serve` applies to the logits, or None."""
+        return self._served("vector", "scale", "bias")
+
+    @property
+    def matrix_scaling(self) -> Optional[tuple]:
+        """The (matrix, bias) float32 arrays `serve` applies to the log-probabilities, or None."""
+        return self._served("matrix", "matrix", "bias")
+
+    def _served(self, method: str, *keys: str) -> Optional[tuple]:
         c = self.calibration
-        if not (c and c.get("applied") and c.get("method") == "vector"):
+        if not (c and c.get("applied") and c.get("method") == method):
             return None
-        return np.asarray(c["scale"], "float32"), np.asarray(c["bias"], "float32")
+        return tuple(np.asarray(c[k], "float32") for k in keys)
 
     def key(self, output: str) -> str:
         return f"{self.prefix}{output}"

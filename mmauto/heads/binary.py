@@ -99,8 +99,10 @@ class BinaryHead(MulticlassHead):
         z = cal.sigmoid_logits(np.asarray(y)[:, 0])
         info = cal.temperature_report(z, lambda t: cal.sigmoid_nll(z, positive, t),
                                       lambda t: cal.ece(cal.sigmoid(z / t), positive), train.calibrate in (True, "temperature"))
-        if train.calibrate in (True, "vector", "beta"):  # Platt scaling (a scale and a bias) or beta calibration
-            info = scaling.scaling_report(z, positive, "sigmoid", train.calibrate, info, lambda s: cal.ece(cal.sigmoid(s), positive))
+        if train.calibrate in (True, "vector", "beta", "matrix"):  # Platt scaling (a scale and a bias) or beta calibration
+            # For two classes, Dirichlet calibration (matrix scaling) is beta calibration (Kull et al., 2019).
+            mode = "beta" if train.calibrate == "matrix" else train.calibrate
+            info = scaling.scaling_report(z, positive, "sigmoid", mode, info, lambda s: cal.ece(cal.sigmoid(s), positive))
         self.state["calibration"] = info
         if train.threshold is None:  # chosen on the calibrated probabilities, as served
             threshold = cal.choose_threshold(self._positive(y), positive, train.threshold_metric)

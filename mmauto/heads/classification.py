@@ -69,9 +69,11 @@ class MulticlassHead(Head):
         return self._index(values)
 
     def probabilities(self, y):
-        """(N, C) served probabilities from the model's output (TF): temperature- or
-        vector-scaled when fitted."""
-        t, v = self.temperature, self.vector_scaling
+        """(N, C) served probabilities from the model's output (TF): temperature-, vector- or
+        matrix-scaled when fitted."""
+        t, v, m = self.temperature, self.vector_scaling, self.matrix_scaling
+        if m is not None:
+            return scaling.tf_softmax_matrix(y, *m)
         if v is not None:
             return scaling.tf_softmax_vector(y, *v)
         return y if t is None else cal.tf_softmax_scaled(y, t)
@@ -85,7 +87,9 @@ class MulticlassHead(Head):
 
     def expected(self, y):
         y = np.asarray(y, "float32")
-        t, v = self.temperature, self.vector_scaling
+        t, v, m = self.temperature, self.vector_scaling, self.matrix_scaling
+        if m is not None:
+            return cal.softmax(cal.softmax_logits(y) @ m[0] + m[1]).astype("float32")
         if v is not None:
             return cal.softmax(cal.softmax_logits(y) * v[0] + v[1]).astype("float32")
         return y if t is None else cal.softmax(cal.softmax_logits(y) / t).astype("float32")
@@ -109,7 +113,7 @@ class MulticlassHead(Head):
         z = cal.softmax_logits(y)
         info = cal.temperature_report(z, lambda t: cal.softmax_nll(z, index, t),
                                       lambda t: self.ece(cal.softmax(z / t), index), train.calibrate in (True, "temperature"))
-        if train.calibrate in (True, "vector"):
+        if train.calibrate in (True, "vector", "matrix"):
             info = scaling.scaling_report(z, index, "softmax", train.calibrate, info, lambda s: self.ece(cal.softmax(s), index))
         self.state["calibration"] = info
         return {"calibration": info}

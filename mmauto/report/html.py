@@ -374,12 +374,14 @@ def _scaling_line(c: dict) -> str:
         f"{k} parameter{'' if k == 1 else 's'}, and served at {_num(c['shrinkage'])} of its fitted "
         f"change of the logits" + ("; held-out log loss of a cross-validation: "
                                    + ", ".join(f"{k} {_num(v)}" for k, v in cv.items()) if cv else "") + ")")
-    what = {"vector": "Vector scaling", "beta": "Beta calibration"}.get(c["method"], "Temperature scaling")
+    what = {"vector": "Vector scaling", "matrix": "Matrix scaling", "beta": "Beta calibration"}.get(c["method"], "Temperature scaling")
     if not c.get("applied"):
         return (f"{what} not kept: {c.get('not_kept') or 'it did not lower the validation log loss'} "
                 f"(fitted T = {_num(c.get('fitted_temperature'))}; {ece}).")
     if c["method"] == "vector":
         return f"Vector scaling (a scale and a bias per class logit){chosen}: {ece}, {loss}."
+    if c["method"] == "matrix":
+        return f"Matrix scaling (each class logit a weighted sum of every class's log-probability, plus a bias){chosen}: {ece}, {loss}."
     if c["method"] == "beta":
         a, b, bias = c["beta"]
         return (f"Beta calibration (logit = {_num(a)} ln p - {_num(b)} ln(1 - p) + {_num(bias)}){chosen}: {ece}, {loss}.")
