@@ -1,6 +1,6 @@
 """Stage `calibrate`: post-hoc calibration of the selected model (single or ensemble) on the
 validation split, fitted by the task's head (heads/*.py `calibrate`, heads/calibration.py,
-heads/scaling.py): temperature, vector or (two classes) beta scaling of classifiers'
+heads/scaling.py): temperature, vector, matrix or (two classes) beta scaling of classifiers'
 probabilities (with `calibrate: true`, the one a cross-validation on the validation rows
 prefers, served only when its gain is more than noise), the decision thresholds of binary and
 multilabel labels, and a split-conformal interval for regression. The fitted values go into the head's state (RUN_DIR/preprocessing.json), so the
