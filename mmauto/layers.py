@@ -317,3 +317,39 @@ class PresenceSwitch(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n": self.n}
+
+
+@keras.saving.register_keras_serializable("mmauto")
+class ProductOfExperts(layers.Layer):
+    """A model's output [head block | one block per input's own head] with the head block, for
+    rows where every input is present, replaced by the product of the inputs' answers (Hinton,
+    2002): the sum of their log-probabilities (softmax) or logits (sigmoid), less the training
+    prior counted once per input beyond the first, normalised. The other rows keep the head
+    block, which there already answers from the present inputs (PresenceSwitch); the inputs'
+    blocks pass through. `member`: the name of the model whose output this reads (the export's
+    embeddings come from it). See model/experts.py."""
+
+    def __init__(self, units: int, n: int, kind: str, prior, member: str = "", **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.n, self.kind, self.member = int(units), int(n), kind, member
+        self.prior = [float(p) for p in prior]
+
+    def call(self, inputs):
+        y, keeps = ops.cast(inputs[0], "float32"), inputs[1:]
+        u, eps = self.units, 1e-7
+        blocks = [ops.clip(y[:, (i + 1) * u : (i + 2) * u], eps, 1.0 - eps) for i in range(self.n)]
+        prior = ops.convert_to_tensor(self.prior, "float32")
+        if self.kind == "softmax":
+            product = ops.softmax(sum(ops.log(b) for b in blocks) - (self.n - 1) * ops.log(prior), axis=-1)
+        else:
+            logit = lambda p: ops.log(p) - ops.log(1.0 - p)  # noqa: E731
+            product = ops.sigmoid(sum(logit(b) for b in blocks) - (self.n - 1) * logit(prior))
+        every = ops.cast(ops.reshape(sum(ops.cast(ops.reshape(k, (-1,)), "float32") for k in keeps), (-1, 1)) >= self.n, "float32")
+        return ops.concatenate([every * product + (1.0 - every) * y[:, :u], y[:, u:]], axis=-1)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "n": self.n, "kind": self.kind, "prior": self.prior,
+                "member": self.member}

@@ -488,8 +488,19 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
     assert "replica_of" in (run / "leaderboard.csv").read_text().splitlines()[0]
     # The head's block of each member's kept predictions (its input heads' blocks follow it).
     # The linear model fitted before the search (run/linear.py) keeps its own beside the trials'.
-    kept_at = {t: run / "linear" if t == "linear" else run / "search" / f"trial_{t}" for t in ens["members"]}
-    blend = sum(w * np.load(kept_at[t] / "val_predictions.npy")[:, :3] for t, w in zip(ens["members"], ens["weights"]))
+    # A trial's product of its inputs' heads (model/experts.py) is computed from the trial's.
+    from mmauto.model import experts
+
+    def kept(t):
+        if t == "linear":
+            return np.load(run / "linear" / "val_predictions.npy")[:, :3]
+        own = np.load(run / "search" / f"trial_{experts.trial_of(t)}" / "val_predictions.npy")
+        if not experts.is_product(t):
+            return own[:, :3]
+        z = sum(np.log(np.clip(own[:, 3 * i : 3 * i + 3], 1e-7, 1)) for i in (1, 2)) - np.log(ens["prior"])
+        return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+    blend = sum(w * kept(t) for t, w in zip(ens["members"], ens["weights"]))
     calibration = card.get("calibration") or {}
     if calibration.get("applied"):  # the calibrate stage scales the blend's probabilities
         from mmauto.heads.calibration import softmax, softmax_logits

@@ -105,8 +105,11 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
         "best_trial": summary.get("best_trial"),
         # The SavedModel averages these trials' outputs with these weights (None: the best trial
         # alone); with several targets, each target's outputs with its own `targets` weights.
+        # A member `<trial>_experts` is that trial's product of its inputs' heads, which divides
+        # out the training `prior` (model/experts.py).
         "ensemble": ({"members": summary["ensemble"]["members"], "weights": summary["ensemble"]["weights"],
                       "best_single": summary["ensemble"]["best_single"],
+                      **({"prior": summary["ensemble"]["prior"]} if "prior" in summary["ensemble"] else {}),
                       **({"targets": {t: {"weights": v["weights"], "validation": v["validation"], "metric": v["metric"]}
                                       for t, v in summary["ensemble"]["targets"].items()}}
                          if summary["ensemble"].get("targets") else {})} if summary.get("ensemble") else None),

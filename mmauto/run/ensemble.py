@@ -2,14 +2,18 @@
 validation predictions; when it beats the best single trial on validation, the members are
 rebuilt and joined into one Keras model that averages their outputs, which the export stage
 serves behind the same raw-input signatures as a single model. The linear model fitted before
-the search (stage `linear`), when there is one, is a candidate beside the trials."""
+the search (stage `linear`), when there is one, is a candidate beside the trials, and so is
+each trial's product of its inputs' own heads (model/experts.py), where the model has them."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mmauto import events
+from mmauto.model import experts
 from mmauto.run.context import Prepared, Run, Searched, Selected
 from mmauto.run.linear import LINEAR_ID, LinearMember
 
@@ -49,16 +53,20 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, l
         return selected
     size = ENSEMBLE_STEPS if setting is True else int(setting)
     candidates = _candidates(searched)
-    if len(candidates) + (linear is not None) < 2:
+    if not candidates:
         return selected
     preds, targets = selection.load(Path(searched.tuner.project_dir), candidates)
+    prior = _prior(run, data) if experts.applies(data.prep.head) else None
+    preds.update(_products(searched, data.prep.head, preds, prior))
     if linear is not None and preds and linear.val_predictions.shape == next(iter(preds.values())).shape:
         preds[LINEAR_ID] = linear.val_predictions
     if len(preds) < 2:
         return selected
     info = choose(data.prep.head, preds, targets, size)
     members = info["members"]
-    if len(members) < 2:  # the linear model alone has no fused vector to serve: the best trial
+    # One member: the best trial, exported as selected, unless it is a trial's product of
+    # experts; the linear model alone has no fused vector to serve.
+    if len(members) < 2 and not experts.is_product(members[0]):
         return selected
     # The exported model will be the ensemble: score the best single trial now, on the same
     # splits, so the report and the bench can compare the two. That pass also times one
@@ -81,6 +89,8 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, l
                                     f"to keep the time budget (all {len(members)}: about {cost:.0f}s more)"))
         info = {**choose(data.prep.head, {k: preds[k] for k in keep}, targets, size), "best_single": info["best_single"]}
         members = info["members"]
+    if any(experts.is_product(m) for m in members):
+        info["prior"] = prior  # what the products divide out, in the card
     run.emit(events.EnsembleChosen(members=members, weights=info["weights"], metric=info["metric"],
                                    validation=info["validation"], best_single=info["best_single"]["validation"]))
     return _build(searched, selected, data.prep.head, info, linear)
@@ -143,6 +153,25 @@ def _scores(data: Prepared, selected: Selected) -> dict:
     return out
 
 
+def _products(searched: Searched, head, preds: dict, prior) -> dict:
+    """Each trial's product of its inputs' heads (model/experts.py) as a candidate, from its
+    kept validation outputs and each validation row's presence; none where the head has no
+    copies per input (`prior` None), or the search kept no presence (a run from before it did)."""
+    present = Path(searched.tuner.project_dir) / "val_present.npy"
+    if prior is None or not present.exists():
+        return {}
+    rows = np.load(present)
+    return {experts.candidate(t): experts.view(head, p, rows, prior) for t, p in preds.items()
+            if p.shape == (len(rows), head.units)}
+
+
+def _prior(run: Run, data: Prepared) -> list[float]:
+    """The training rows' label frequencies, as the inputs' heads learnt them."""
+    train = data.splits["train"]
+    balanced = run.manifest.train.class_weight == "balanced"
+    return experts.prior(data.prep.head, data.prep.targets(train.frame), balanced)
+
+
 def _candidates(searched: Searched) -> list[str]:
     """Completed trials whose best-epoch weights and validation predictions were kept."""
     from mmauto.search import kt_private
@@ -162,18 +191,23 @@ def _build(searched: Searched, selected: Selected, head, info: dict, linear: Lin
     from mmauto.model.ensemble import ensemble_model
     from mmauto.run.select import whole_model
 
-    members, encoders, keys = {}, {}, []
+    members, encoders, keys, built, products = {}, {}, [], {}, {}
     for tid in info["members"]:
         if tid == LINEAR_ID:
             model, enc, k = linear.model, linear.encoders, linear.input_keys
         else:
-            model, enc, k = whole_model(searched, searched.tuner.oracle.get_trial(tid))
+            trial = experts.trial_of(tid)  # a trial and its product share one model
+            if trial not in built:
+                built[trial] = whole_model(searched, searched.tuner.oracle.get_trial(trial))
+            model, enc, k = built[trial]
+        if experts.is_product(tid):
+            products[tid] = (experts.layer(head, info["prior"], f"trial_{trial}", f"trial_{tid}"), experts.presence_keys(head))
         members[tid] = (model, k)
         for name, etype in enc.items():
             encoders.setdefault(name, [])
             if etype not in encoders[name]:
                 encoders[name].append(etype)
         keys += [x for x in k if x not in keys]
-    model = ensemble_model(members, info["weights"], column_weights=_column_weights(head, info))
+    model = ensemble_model(members, info["weights"], column_weights=_column_weights(head, info), products=products)
     encoders = {n: e[0] if len(e) == 1 else e for n, e in encoders.items()}
     return Selected(selected.trial_id, selected.score, selected.hp, model, encoders, keys, ensemble=info)

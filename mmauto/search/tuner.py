@@ -20,6 +20,7 @@ import keras_tuner as kt
 import numpy as np
 
 from mmauto import events
+from mmauto.data.keys import present_key
 from mmauto.data.pipeline import plain
 from mmauto.model.hypermodel import MultimodalHyperModel
 from mmauto.search import kt_private, portfolio
@@ -186,12 +187,24 @@ class MmautoTuner(kt.Tuner):
         """The validation targets (rows, units) as the model trains on them; read once per
         process from the decoded split (no encoder preprocessing) and written once per run."""
         if self._targets is None:
-            ys = self.data["validation"].map(lambda f, y: y).batch(8192)
-            y = np.concatenate([np.asarray(b) for b in ys], axis=0)
+            import tensorflow as tf
+
+            # Each input's presence too, (rows, inputs) in the manifest's order: the ensemble
+            # stage's view of a trial's product of input heads (model/experts.py) reads it.
+            names = list(self.hypermodel.prep.manifest.inputs)
+            keys = [present_key(n) for n in names if present_key(n) in self.data["validation"].element_spec[0]]
+
+            def split(f, y):
+                return y, tf.stack([tf.cast(f[k], tf.float32) for k in keys], -1) if keys else tf.zeros((0,))
+
+            parts = [(np.asarray(y), np.asarray(p)) for y, p in self.data["validation"].map(split).batch(8192)]
+            y = np.concatenate([y for y, _ in parts], axis=0)
             self._targets = y.astype("float32").reshape(len(y), -1)
-            path = Path(self.project_dir) / "val_targets.npy"
-            if not path.exists():
-                save_npy_atomic(path, self._targets)
+            folder = Path(self.project_dir)
+            if not (folder / "val_targets.npy").exists():
+                save_npy_atomic(folder / "val_targets.npy", self._targets)
+            if len(keys) == len(names) > 1 and not (folder / "val_present.npy").exists():
+                save_npy_atomic(folder / "val_present.npy", np.concatenate([p for _, p in parts], axis=0))
         return self._targets
 
     def _continue_from(self, model, past_id: str) -> None:
