@@ -11,6 +11,7 @@ import yaml
 
 from mmauto.heads import head_for
 from mmauto.heads.input_heads import InputHeads
+from mmauto.heads.matching import with_matching
 from mmauto.model import experts
 
 
@@ -26,7 +27,9 @@ def test_the_product_is_bayes_rule_over_the_present_inputs():
     rng = np.random.default_rng(0)
     classes = ["a", "b", "c"]
     head = InputHeads(head_for("classification", "y", classes, {"classes": classes}), ["image", "audio"], None)
-    assert experts.applies(head) and not experts.applies(head.head)
+    assert experts.input_heads(head) is head and experts.input_heads(head.head) is None
+    matching = with_matching(InputHeads(head_for("classification", "y", ["no", "yes"], {"classes": ["no", "yes"]}), ["a", "b"], None), ["a", "b"], None)
+    assert isinstance(experts.input_heads(matching), InputHeads)
     y = np.concatenate([softmax(rng.normal(size=(5, 3))) for _ in range(3)], axis=1).astype("float32")
     present = np.array([[1, 1], [1, 1], [1, 0], [0, 1], [1, 1]], "float32")
     prior = [0.5, 0.3, 0.2]
@@ -38,10 +41,11 @@ def test_the_product_is_bayes_rule_over_the_present_inputs():
     np.testing.assert_allclose(got[:, 3:], y[:, 3:], atol=1e-6)
 
     binary = InputHeads(head_for("classification", "y", ["no", "yes"], {"classes": ["no", "yes"]}), ["text", "table"], None)
-    p = rng.uniform(0.05, 0.95, (4, 3)).astype("float32")
+    p = rng.uniform(0.05, 0.95, (4, 5)).astype("float32")  # the last 2: columns the matching loss adds
     logit = lambda q: np.log(q) - np.log1p(-q)  # noqa: E731
     got = experts.view(binary, p, np.ones((4, 2)), [0.8])
     np.testing.assert_allclose(got[:, 0], 1 / (1 + np.exp(-(logit(p[:, 1]) + logit(p[:, 2]) - logit(0.8)))), atol=1e-5)
+    np.testing.assert_allclose(got[:, 1:], p[:, 1:], atol=1e-6)
 
 
 def test_the_prior_is_what_the_heads_learnt():

@@ -20,6 +20,7 @@ import numpy as np
 
 from mmauto.data.keys import present_key
 from mmauto.heads.input_heads import InputHeads
+from mmauto.heads.wrapper import unwrapped
 from mmauto.layers import ProductOfExperts
 
 SUFFIX = "_experts"
@@ -28,9 +29,12 @@ SUFFIX = "_experts"
 HEADS = {"multiclass": "softmax", "binary": "sigmoid", "multilabel": "sigmoid"}
 
 
-def applies(head) -> bool:
-    """Whether the trials of a model with this (wrapped) head can offer a product."""
-    return isinstance(head, InputHeads) and getattr(head.head, "name", None) in HEADS
+def input_heads(head) -> InputHeads | None:
+    """The copies per input inside a model's (wrapped) head, when they copy a single-target
+    classification head: what a product multiplies. Under the matching loss's wrapper (a binary
+    label) its columns come after theirs and pass through the product untouched."""
+    inner = unwrapped(head, stop=(InputHeads,))
+    return inner if isinstance(inner, InputHeads) and getattr(inner.head, "name", None) in HEADS else None
 
 
 def candidate(trial_id: str) -> str:
@@ -46,12 +50,13 @@ def trial_of(member: str) -> str:
     return member[: -len(SUFFIX)] if is_product(member) else member
 
 
-def prior(head, targets: np.ndarray, balanced: bool) -> list[float]:
-    """The label's frequencies on the training rows, as the heads learnt them: per class
+def prior(heads: InputHeads, targets: np.ndarray, balanced: bool) -> list[float]:
+    """(`heads`: `input_heads` of the model's head, here and below.) The label's frequencies on
+    the training rows, as the heads learnt them: per class
     (softmax) or the rate of each unit's 1s (sigmoid), one pseudo-row per outcome added; even
     with `class_weight: balanced`, which trains the heads as if the classes were."""
-    units = head.head.units
-    if HEADS[head.head.name] == "softmax":
+    units = heads.head.units
+    if HEADS[heads.head.name] == "softmax":
         if balanced:
             return [1.0 / units] * units
         counts = np.bincount(np.asarray(targets).reshape(-1).astype(int), minlength=units)[:units]
@@ -60,19 +65,20 @@ def prior(head, targets: np.ndarray, balanced: bool) -> list[float]:
     return [0.5] * units if balanced else ((y.sum(axis=0) + 1.0) / (len(y) + 2.0)).tolist()
 
 
-def layer(head, prior_: list[float], member: str, name: str) -> ProductOfExperts:
-    return ProductOfExperts(head.head.units, len(head.inputs), HEADS[head.head.name], prior_, member=member,
+def layer(heads: InputHeads, prior_: list[float], member: str, name: str) -> ProductOfExperts:
+    return ProductOfExperts(heads.head.units, len(heads.inputs), HEADS[heads.head.name], prior_, member=member,
                             dtype="float32", name=name)
 
 
-def presence_keys(head) -> list[str]:
+def presence_keys(heads: InputHeads) -> list[str]:
     """The model inputs that say whether each input is present, in the order of its heads."""
-    return [present_key(n) for n in head.inputs]
+    return [present_key(n) for n in heads.inputs]
 
 
-def view(head, predictions: np.ndarray, present: np.ndarray, prior_: list[float]) -> np.ndarray:
-    """A trial's kept outputs (rows, units x (1 + inputs)) as its product serves them, from
-    each row's presence (rows, inputs): computed by the served graph's own layer."""
-    present = np.asarray(present, "float32").reshape(len(predictions), len(head.inputs))
-    out = layer(head, prior_, "", "experts_view")([np.asarray(predictions, "float32"), *present.T])
+def view(heads: InputHeads, predictions: np.ndarray, present: np.ndarray, prior_: list[float]) -> np.ndarray:
+    """A trial's kept outputs (rows, columns: the head's, each input's copy's, any the matching
+    loss adds) as its product serves them, from each row's presence (rows, inputs): computed
+    by the served graph's own layer."""
+    present = np.asarray(present, "float32").reshape(len(predictions), len(heads.inputs))
+    out = layer(heads, prior_, "", "experts_view")([np.asarray(predictions, "float32"), *present.T])
     return np.asarray(out, "float32")

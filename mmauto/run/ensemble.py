@@ -56,8 +56,9 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, l
     if not candidates:
         return selected
     preds, targets = selection.load(Path(searched.tuner.project_dir), candidates)
-    prior = _prior(run, data) if experts.applies(data.prep.head) else None
-    preds.update(_products(searched, data.prep.head, preds, prior))
+    heads = experts.input_heads(data.prep.head)
+    prior = _prior(run, data, heads) if heads is not None else None
+    preds.update(_products(searched, heads, data.prep.head.units, preds, prior))
     if linear is not None and preds and linear.val_predictions.shape == next(iter(preds.values())).shape:
         preds[LINEAR_ID] = linear.val_predictions
     if len(preds) < 2:
@@ -153,23 +154,24 @@ def _scores(data: Prepared, selected: Selected) -> dict:
     return out
 
 
-def _products(searched: Searched, head, preds: dict, prior) -> dict:
+def _products(searched: Searched, heads, units: int, preds: dict, prior) -> dict:
     """Each trial's product of its inputs' heads (model/experts.py) as a candidate, from its
-    kept validation outputs and each validation row's presence; none where the head has no
-    copies per input (`prior` None), or the search kept no presence (a run from before it did)."""
+    kept validation outputs (`units` columns) and each validation row's presence; none where
+    the head has no copies per input (`heads` None), or the search kept no presence (a run
+    from before it did)."""
     present = Path(searched.tuner.project_dir) / "val_present.npy"
-    if prior is None or not present.exists():
+    if heads is None or not present.exists():
         return {}
     rows = np.load(present)
-    return {experts.candidate(t): experts.view(head, p, rows, prior) for t, p in preds.items()
-            if p.shape == (len(rows), head.units)}
+    return {experts.candidate(t): experts.view(heads, p, rows, prior) for t, p in preds.items()
+            if p.shape == (len(rows), units)}
 
 
-def _prior(run: Run, data: Prepared) -> list[float]:
+def _prior(run: Run, data: Prepared, heads) -> list[float]:
     """The training rows' label frequencies, as the inputs' heads learnt them."""
     train = data.splits["train"]
     balanced = run.manifest.train.class_weight == "balanced"
-    return experts.prior(data.prep.head, data.prep.targets(train.frame), balanced)
+    return experts.prior(heads, data.prep.targets(train.frame), balanced)
 
 
 def _candidates(searched: Searched) -> list[str]:
@@ -201,7 +203,8 @@ def _build(searched: Searched, selected: Selected, head, info: dict, linear: Lin
                 built[trial] = whole_model(searched, searched.tuner.oracle.get_trial(trial))
             model, enc, k = built[trial]
         if experts.is_product(tid):
-            products[tid] = (experts.layer(head, info["prior"], f"trial_{trial}", f"trial_{tid}"), experts.presence_keys(head))
+            heads = experts.input_heads(head)
+            products[tid] = (experts.layer(heads, info["prior"], f"trial_{trial}", f"trial_{tid}"), experts.presence_keys(heads))
         members[tid] = (model, k)
         for name, etype in enc.items():
             encoders.setdefault(name, [])
