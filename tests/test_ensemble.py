@@ -152,3 +152,7 @@ def test_an_ensemble_too_large_for_the_time_left_keeps_its_heaviest_members():
     # several targets: a member heavy for any of them counts
     info["targets"] = {"x": {"weights": [0.1, 0.5, 0.0, 0.4]}, "y": {"weights": [0.0, 0.0, 0.9, 0.1]}}
     assert heaviest(info, 2) == ["b", "c"]
+    # a trial and its product of input heads (model/experts.py) read one model: they count once
+    info = {"members": ["1", "1_experts", "2_experts", "3"], "weights": [0.2, 0.4, 0.3, 0.1]}
+    assert heaviest(info, 1) == ["1", "1_experts"] and heaviest(info, 2) == ["1", "1_experts", "2_experts"]
+    assert heaviest(info, 0) == []

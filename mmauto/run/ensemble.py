@@ -75,21 +75,25 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, l
     t0 = time.time()
     info["best_single"]["metrics"] = _scores(data, selected)
     per_member = member_seconds(run.stage_seconds.get("select", 0.0), time.time() - t0)
-    affordable = len(members) if run.deadline is None else int(max(run.deadline - time.time(), 0.0) // max(per_member, 1e-9))
-    if affordable < len(members):
+    # What costs is each model the members read: a trial and its product share one.
+    models = len({experts.trial_of(m) for m in members})
+    affordable = models if run.deadline is None else int(max(run.deadline - time.time(), 0.0) // max(per_member, 1e-9))
+    if affordable < models:
         # The search kept time for RESERVED_MEMBERS; a larger ensemble is chosen again among
         # its heaviest members that fit, rather than dropped (on the reviews, 6 members chosen,
         # validation log loss 0.192 against the best trial's 0.202, were all skipped).
-        cost = len(members) * per_member
-        if affordable < 2:
+        cost = models * per_member
+        keep = heaviest(info, affordable)
+        if len(keep) < 2 and not (keep and experts.is_product(keep[0])):
             run.emit(events.Notice(text=f"ensemble of trials {', '.join(members)} skipped to keep the time budget "
                                         f"(about {cost:.0f}s more); exporting the best trial alone"))
             return selected
-        keep = heaviest(info, affordable)
-        run.emit(events.Notice(text=f"ensemble cut from {len(members)} to {affordable} members (trials {', '.join(keep)}) "
-                                    f"to keep the time budget (all {len(members)}: about {cost:.0f}s more)"))
+        run.emit(events.Notice(text=f"ensemble cut from {models} to {affordable} models (members {', '.join(keep)}) "
+                                    f"to keep the time budget (all {models}: about {cost:.0f}s more)"))
         info = {**choose(data.prep.head, {k: preds[k] for k in keep}, targets, size), "best_single": info["best_single"]}
         members = info["members"]
+        if len(members) < 2 and not experts.is_product(members[0]):
+            return selected
     if any(experts.is_product(m) for m in members):
         info["prior"] = prior  # what the products divide out, in the card
     run.emit(events.EnsembleChosen(members=members, weights=info["weights"], metric=info["metric"],
@@ -118,9 +122,15 @@ def choose(head, preds: dict, targets, size: int) -> dict:
 
 
 def heaviest(info: dict, k: int) -> list[str]:
-    """The `k` members with the largest weight for any served target (ties: the earlier)."""
+    """The members with the largest weight for any served target (ties: the earlier) that read
+    at most `k` models (a trial and its product share one), in their order."""
     rows = [t["weights"] for t in info["targets"].values()] if info.get("targets") else [info["weights"]]
-    top = sorted(range(len(info["members"])), key=lambda i: -max(r[i] for r in rows))[:k]
+    models, top = set(), []
+    for i in sorted(range(len(info["members"])), key=lambda i: -max(r[i] for r in rows)):
+        model = experts.trial_of(info["members"][i])
+        if model in models or len(models) < k:
+            models.add(model)
+            top.append(i)
     return [info["members"][i] for i in sorted(top)]
 
 
