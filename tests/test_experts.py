@@ -87,6 +87,7 @@ def test_a_chosen_product_is_served_from_raw_inputs(demo_dir, tmp_path, monkeypa
     trial = summary["best_trial"]
     card = json.loads((run / "mmauto.json").read_text())
     assert card["ensemble"]["members"] == [trial, f"{trial}_experts"] and card["ensemble"]["weights"] == [0.5, 0.5]
+    assert card["ensemble"]["best_single"]["trial"] == trial  # a product is not a single model
     prior = card["ensemble"]["prior"]
     assert len(prior) == 3 and sum(prior) == pytest.approx(1.0)
     kept = np.load(run / "search" / f"trial_{trial}" / "val_predictions.npy")

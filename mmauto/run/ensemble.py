@@ -110,13 +110,17 @@ def choose(head, preds: dict, targets, size: int) -> dict:
 
     views = head.target_views(preds, targets)  # primary first
     per_target = {t: selection.select(p, y, selection.scorer(kind), size=size) for t, (kind, p, y) in views.items()}
-    chosen = next(iter(per_target.values()))
+    # The best single model is a trial's own (or the linear model): a product is a way of
+    # combining a trial's answers, and the report compares the ensemble with what one model serves.
+    singles = {t: selection.select({k: v for k, v in p.items() if not experts.is_product(k)}, y, selection.scorer(kind), size=1)
+               for t, (kind, p, y) in views.items()}
+    chosen, single = next(iter(per_target.values())), next(iter(singles.values()))
     members = list(dict.fromkeys(m for c in per_target.values() for m in c.members))
     info = {"members": members, "weights": _weights_over(chosen, members), "metric": chosen.metric,
-            "validation": chosen.score, "best_single": {"trial": chosen.best_single, "validation": chosen.best_single_score}}
+            "validation": chosen.score, "best_single": {"trial": single.best_single, "validation": single.best_single_score}}
     if len(per_target) > 1:
         info["targets"] = {t: {"weights": _weights_over(c, members), "metric": c.metric, "validation": c.score,
-                               "best_single": {"trial": c.best_single, "validation": c.best_single_score}}
+                               "best_single": {"trial": singles[t].best_single, "validation": singles[t].best_single_score}}
                            for t, c in per_target.items()}
     return info
 
