@@ -3,6 +3,7 @@ layers.ProductOfExperts): the math, the prior, and one fit that serves it."""
 
 import json
 import shutil
+import types
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import yaml
 from mmauto.heads import head_for
 from mmauto.heads.input_heads import InputHeads
 from mmauto.heads.matching import with_matching
+from mmauto.heads.multi import MultiHead
 from mmauto.model import experts
 
 
@@ -30,6 +32,10 @@ def test_the_product_is_bayes_rule_over_the_present_inputs():
     assert experts.input_heads(head) is head and experts.input_heads(head.head) is None
     matching = with_matching(InputHeads(head_for("classification", "y", ["no", "yes"], {"classes": ["no", "yes"]}), ["a", "b"], None), ["a", "b"], None)
     assert isinstance(experts.input_heads(matching), InputHeads)
+    spec = lambda column: types.SimpleNamespace(column=column, name=column, task="classification", auxiliary=False, weight=None)  # noqa: E731
+    states = {"deal": {"classes": ["no", "yes"]}, "stars": {"classes": ["1", "2", "3"]}}
+    multi = InputHeads(MultiHead.build([spec("deal"), spec("stars")], states, 0.5), ["image", "audio"], None)
+    assert experts.input_heads(multi) is None  # several targets: no product
     y = np.concatenate([softmax(rng.normal(size=(5, 3))) for _ in range(3)], axis=1).astype("float32")
     present = np.array([[1, 1], [1, 1], [1, 0], [0, 1], [1, 1]], "float32")
     prior = [0.5, 0.3, 0.2]

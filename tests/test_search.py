@@ -686,7 +686,7 @@ def test_a_portfolio_entry_that_anneals_runs_its_epochs_on_a_cosine(demo_dir, tm
     monkeypatch.setattr(portfolio, "values_for", first_anneals)
     m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=2, replicas=0, space={"fusion": "concat", "width": 16})
     data = yaml.safe_load(m.read_text())
-    data["train"].update({"epochs": 4, "early_stopping": 1, "learning_rate": 1e-7})
+    data["train"].update({"epochs": 4, "early_stopping": 1, "learning_rate": 1e-7, "ensemble": False})
     m.write_text(yaml.safe_dump(data))
     api.fit(m, tmp_path / "run")
     rates = logged_rates(tmp_path / "run")
