@@ -25,9 +25,9 @@ from mmauto.heads.wrapper import unwrapped
 from mmauto.layers import ProductOfExperts
 
 SUFFIX = "_experts"
-# The single-target heads whose answers multiply: the product of several softmaxes or sigmoids
-# is one again (a regression value or a multi-target block is not).
-HEADS = {"multiclass": "softmax", "binary": "sigmoid", "multilabel": "sigmoid"}
+# The heads' activations whose answers multiply (heads/*.py `activation`): the product of
+# several softmaxes or sigmoids is one again (a regression value or a multi-target block is not).
+MULTIPLY = ("softmax", "sigmoid")
 
 
 def input_heads(head) -> InputHeads | None:
@@ -37,7 +37,7 @@ def input_heads(head) -> InputHeads | None:
     inner = unwrapped(head, stop=(InputHeads,))
     if not isinstance(inner, InputHeads) or isinstance(inner.head, MultiHead):  # a MultiHead answers to its primary's name
         return None
-    return inner if getattr(inner.head, "name", None) in HEADS else None
+    return inner if getattr(inner.head, "activation", None) in MULTIPLY else None
 
 
 def candidate(trial_id: str) -> str:
@@ -59,7 +59,7 @@ def prior(heads: InputHeads, targets: np.ndarray, balanced: bool) -> list[float]
     (softmax) or the rate of each unit's 1s (sigmoid), one pseudo-row per outcome added; even
     with `class_weight: balanced`, which trains the heads as if the classes were."""
     units = heads.head.units
-    if HEADS[heads.head.name] == "softmax":
+    if heads.head.activation == "softmax":
         if balanced:
             return [1.0 / units] * units
         counts = np.bincount(np.asarray(targets).reshape(-1).astype(int), minlength=units)[:units]
@@ -69,7 +69,7 @@ def prior(heads: InputHeads, targets: np.ndarray, balanced: bool) -> list[float]
 
 
 def layer(heads: InputHeads, prior_: list[float], member: str, name: str) -> ProductOfExperts:
-    return ProductOfExperts(heads.head.units, len(heads.inputs), HEADS[heads.head.name], prior_, member=member,
+    return ProductOfExperts(heads.head.units, len(heads.inputs), heads.head.activation, prior_, member=member,
                             dtype="float32", name=name)
 
 
