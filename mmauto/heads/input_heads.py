@@ -30,10 +30,11 @@ from mmauto.hp import pick
 # The wrapped head's own output layer (a multi-target head's holds its learned loss weights).
 MAIN_OUTPUT = "head_output"
 # Searched when `search.space.input_heads` is unset: each input's copy's loss, relative to the
-# head's own. 1.0 first: on degraded AV-digits (the first trial takes the whole 240 s budget) the
-# audio copy read 0.843 / 0.863 on validation at 0.5 against 0.878 / 0.885 at 1.0, whose fused head
-# did as well (0.960 / 0.965 against 0.968 / 0.978), while a model of the audio alone read 0.91:
-# the copies are what answers a row with an input missing, and each trial's product multiplies.
+# head's own. 1.0 first: on degraded AV-digits (one trial takes the whole 240 s budget), the audio
+# copy read 0.843 / 0.863 on validation at 0.5 against 0.878 / 0.885 / 0.838 at 1.0, and answered
+# rows without the image 0.845 / 0.855 against 0.883 / 0.862 on test, the fused head as well
+# (test 0.966 / 0.965 against 0.974 / 0.971): the copies answer a row with an input missing, and
+# each trial's product multiplies them. A model of the audio alone reads 0.91 (bench/RESULTS.md).
 WEIGHTS = [0.25, 0.5, 1.0]
 FIRST_WEIGHT = 1.0
 
