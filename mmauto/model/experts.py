@@ -20,7 +20,6 @@ import numpy as np
 
 from mmauto.data.keys import present_key
 from mmauto.heads.input_heads import InputHeads
-from mmauto.heads.multi import MultiHead
 from mmauto.heads.wrapper import unwrapped
 from mmauto.layers import ProductOfExperts
 
@@ -35,9 +34,8 @@ def input_heads(head) -> InputHeads | None:
     classification head: what a product multiplies. Under the matching loss's wrapper (a binary
     label) its columns come after theirs and pass through the product untouched."""
     inner = unwrapped(head, stop=(InputHeads,))
-    if not isinstance(inner, InputHeads) or isinstance(inner.head, MultiHead):  # a MultiHead answers to its primary's name
-        return None
-    return inner if getattr(inner.head, "activation", None) in MULTIPLY else None
+    # A MultiHead has no one activation (its blocks are several targets'): it gets no product.
+    return inner if isinstance(inner, InputHeads) and getattr(inner.head, "activation", None) in MULTIPLY else None
 
 
 def candidate(trial_id: str) -> str:
