@@ -87,6 +87,18 @@ class NumericTokens(layers.Layer):
 
 
 @keras.saving.register_keras_serializable("mmauto")
+class StopGradient(layers.Layer):
+    """Its input unchanged; no gradient flows back through it (what reads it does not train
+    what it reads: model/hypermodel.py `unimodal_encoders`)."""
+
+    def call(self, x):
+        return ops.stop_gradient(x)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+@keras.saving.register_keras_serializable("mmauto")
 class WeightedSum(layers.Layer):
     """Combines a list of same-shaped tensors with learned softmax weights (late fusion)."""
 

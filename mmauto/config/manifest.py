@@ -139,6 +139,7 @@ class SpaceSpec(Strict):
     hybrid: Any = None
     fallback: Any = None  # heads per input answer rows with an input missing (model/hypermodel.py)
     input_heads: Any = None  # loss weight of each input's own head (heads/input_heads.py); 0: none
+    unimodal_encoders: Any = None  # encoders learn from their input heads only (model/hypermodel.py)
     contrastive_weight: Any = None
     match_weight: Any = None  # binary target: contrastive loss on the positive rows (heads/matching.py)
     augment: Any = None  # train-time augmentation (modalities' `augment`: image, audio, video)
@@ -154,6 +155,7 @@ class SpaceSpec(Strict):
             return data
         kinds = {"fusion": str, "depth": int, "heads": int, "width": int, "dropout": float,
                  "learning_rate": float, "batch_size": int, "modality_dropout": float, "hybrid": bool, "fallback": bool, "input_heads": float,
+                 "unimodal_encoders": bool,
                  "contrastive_weight": float, "match_weight": float, "augment": bool, "reconstruction_weight": float, "reconstruction": str,
                  "kl_weight": float, "embedding_width": int}
         out = dict(data)
