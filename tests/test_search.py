@@ -615,11 +615,12 @@ def test_the_search_keeps_time_for_the_ensemble():
     assert MmautoTuner.trials_deadline(t) == 1000.0 - cost(3.0, 2.0)  # the medians
 
 
-@pytest.mark.parametrize("reduce_lr, rates", [(0.5, [1e-7, 1e-7, 5e-8, 2.5e-8]), (False, [1e-7] * 4)])
+@pytest.mark.parametrize("reduce_lr, rates", [(0.5, [1e-7, 1e-7, 1e-7, 5e-8]), (False, [1e-7] * 4)])
 def test_the_learning_rate_drops_after_an_epoch_without_improvement(demo_dir, tmp_path, reduce_lr, rates):
-    """At a rate too small to move the validation accuracy, no epoch improves it: from the
-    second epoch on each one multiplies the rate by `reduce_lr` (the rate logged is the one
-    the epoch trained with); `false` keeps it constant."""
+    """At a rate too small to move the validation accuracy, no epoch improves it: after the
+    warm-up (the first of 4 epochs) the first epoch sets the best and each later one
+    multiplies the rate by `reduce_lr` (the rate logged is the one the epoch trained with);
+    `false` keeps it constant."""
     from mmauto import api
 
     m = small_manifest(demo_dir, tmp_path / "m.yaml", max_trials=1, space={"fusion": "concat", "width": 16})
@@ -629,6 +630,29 @@ def test_the_learning_rate_drops_after_an_epoch_without_improvement(demo_dir, tm
     api.fit(m, tmp_path / "run")
     (logged,) = logged_rates(tmp_path / "run").values()
     assert logged == pytest.approx(rates, rel=1e-3)
+
+
+def test_no_plateau_acts_in_the_warm_up():
+    """The first quarter of a trial's epochs is a warm-up: epochs there neither lower the
+    rate nor set the best value, as Keras' EarlyStopping `start_from_epoch`; after it, an
+    epoch that does not improve halves the rate."""
+    import keras
+
+    from mmauto.search.callbacks import ReduceLROnPlateau
+    from mmauto.search.tuner import warm_up_epochs
+
+    assert [warm_up_epochs(n) for n in (1, 3, 4, 20, 21)] == [0, 0, 1, 5, 5]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1.0), loss="mse")
+    cb = ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5, patience=1, min_lr=0.0, start_from_epoch=3)
+    cb.set_model(model)
+    cb.on_train_begin()
+    rates = []
+    for epoch, auc in enumerate([0.55, 0.50, 0.48, 0.52, 0.51, 0.60, 0.59]):
+        cb.on_epoch_end(epoch, {"val_auc": auc})
+        rates.append(float(model.optimizer.learning_rate))
+    # 0.55 in the warm-up is no best to beat; 0.52 sets it, 0.51 halves, 0.60 improves, 0.59 halves.
+    assert rates == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
 
 
 def test_a_cosine_learning_rate_anneals_over_the_planned_epochs(demo_dir, tmp_path):
@@ -695,8 +719,9 @@ def test_a_portfolio_entry_that_anneals_runs_its_epochs_on_a_cosine(demo_dir, tm
     first, second = sorted(rates)
     assert board[first]["annealed"] is True and board[first]["epochs"] == "4/4"
     assert_cosine(rates[first], 1e-7)
-    assert board[second]["annealed"] is False and board[second]["epochs"] == "2/4"  # stopped: no gain in epoch 2
-    assert rates[second] == pytest.approx([1e-7, 1e-7], rel=1e-3)
+    # Stopped: no gain in epoch 3 over epoch 2, the first after the warm-up.
+    assert board[second]["annealed"] is False and board[second]["epochs"] == "3/4"
+    assert rates[second] == pytest.approx([1e-7, 1e-7, 1e-7], rel=1e-3)
 
 
 def test_an_annealing_trial_shortens_its_cosine_to_the_deadline():

@@ -245,7 +245,8 @@ class TrainSpec(Strict):
     learning_rate: Optional[float] = Field(None, gt=0, le=10)
     early_stopping: Union[bool, int] = 3
     # The learning rate times this factor after each epoch in which the objective did not
-    # improve (Keras' ReduceLROnPlateau, patience 1); true: 0.5, and a replica of the best trial
+    # improve (Keras' ReduceLROnPlateau, patience 1; after the warm-up, search/tuner.py
+    # warm_up_epochs, as early stopping); true: 0.5, and a replica of the best trial
     # anneals along half a cosine to 0 over the epochs its configuration needed (no early
     # stopping: the schedule sets its length), as does a portfolio entry known to need its
     # epochs (search/portfolio.py Entry.anneal) over train.epochs; "cosine": every trial anneals

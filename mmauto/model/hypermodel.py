@@ -181,7 +181,10 @@ class MultimodalHyperModel(kt.HyperModel):
         `unimodal_encoders`."""
         if not self.unimodal_encoders(hp):
             return encoded
-        stop = lambda x, n: None if x is None else StopGradient(name=n)(x)  # noqa: E731
+
+        def stop(x, name):
+            return None if x is None else StopGradient(name=name)(x)
+
         return {n: Encoded(stop(e.pooled, f"{n}_to_fusion"), stop(e.tokens, f"{n}_tokens_to_fusion"), e.mask)
                 for n, e in encoded.items()}
 

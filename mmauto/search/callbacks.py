@@ -76,6 +76,20 @@ class CosineDecay(keras.callbacks.Callback):
         self.step += 1
 
 
+class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """Keras' ReduceLROnPlateau with EarlyStopping's `start_from_epoch`: the epochs before it
+    neither count as a plateau nor set the best value, so a model still on its starting
+    plateau (a comparison at chance) keeps its rate while it may leave it."""
+
+    def __init__(self, *, start_from_epoch: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.start_from_epoch = int(start_from_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch >= self.start_from_epoch:
+            super().on_epoch_end(epoch, logs)
+
+
 class DeferredInterrupt(keras.callbacks.Callback):
     """Ctrl-C during training is raised between batches, in Python. Raised where it lands, it can
     land inside a TensorFlow op's Python code, which turns it into an ordinary error; keras-tuner

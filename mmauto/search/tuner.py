@@ -24,7 +24,7 @@ from mmauto.data.keys import present_key
 from mmauto.data.pipeline import plain
 from mmauto.model.hypermodel import MultimodalHyperModel
 from mmauto.search import kt_private, portfolio
-from mmauto.search.callbacks import BestEpoch, CosineDecay, Deadline, DeferredInterrupt, EpochReport
+from mmauto.search.callbacks import BestEpoch, CosineDecay, Deadline, DeferredInterrupt, EpochReport, ReduceLROnPlateau
 from mmauto.search.oracles import PREDICTIONS_MAX_BYTES, REPLICA, PortfolioFirst, RepeatBest, replica_of, save_npy_atomic, write_json_atomic
 
 # A replica's seed is train.seed + REPLICA_SEED_STEP * its number.
@@ -33,6 +33,20 @@ REPLICA_SEED_STEP = 1009
 # annealed epochs from the first trial's best weights scored 0.950-0.970 on validation against
 # its 0.955, at a quarter of a fresh replica's 16 epochs.
 WARM_EPOCHS = 5
+
+
+# The first quarter of a trial's epochs is a warm-up: no early stop and no plateau lowers its
+# rate there. A model that must compare its inputs starts on the chance plateau and leaves it
+# after a few epochs: on the same-digit task (20 epochs) the pairwise entry's validation ROC-AUC
+# rose from epoch 4-5 at a constant rate, but the rate halved after each of the first epochs
+# that did not improve on noise kept it at chance (bench/RESULTS.md, issue 16).
+WARM_UP_SHARE = 4
+
+
+def warm_up_epochs(epochs: int) -> int:
+    """The epochs at the start of a trial of `epochs` in which neither early stopping nor a
+    plateau acts."""
+    return max(0, epochs) // WARM_UP_SHARE
 
 
 class MmautoTuner(kt.Tuner):
@@ -153,13 +167,15 @@ class MmautoTuner(kt.Tuner):
         if cosine:  # the schedule sets the trial's length: no early stopping, no plateaus
             steps = math.ceil(self.data["train_rows"] / self.hypermodel.batch_size(hp))
             callbacks.append(CosineDecay((epochs - initial) * steps, deadline=deadline.deadline, clock=self.clock))
+        warm_up = initial + warm_up_epochs(epochs - initial)
         if self.patience and not cosine:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction, patience=int(self.patience)))
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=objective.name, mode=objective.direction,
+                                                           patience=int(self.patience), start_from_epoch=warm_up))
         if self.lr_factor and not cosine:
             # A constant rate leaves the last epochs bouncing around the optimum, and early
             # stopping then ends a trial on that noise (bench/RESULTS.md, AV-digits).
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=objective.name, mode=objective.direction,
-                                                               factor=self.lr_factor, patience=1, min_lr=0.0))
+            callbacks.append(ReduceLROnPlateau(monitor=objective.name, mode=objective.direction, factor=self.lr_factor,
+                                               patience=1, min_lr=0.0, start_from_epoch=warm_up))
         interrupt = DeferredInterrupt()
         callbacks.append(interrupt)
         self.on_event(events.TrialStart(trial=trial, hp=hp, epochs=epochs, shortened=self.epoch_cap is not None, annealed=cosine))
