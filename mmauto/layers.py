@@ -224,6 +224,41 @@ class Blend(layers.Layer):
 
 
 @keras.saving.register_keras_serializable("mmauto")
+class ScaleProbabilities(layers.Layer):
+    """An ensemble member's output with blocks of probabilities rescaled by a temperature before
+    the ensemble averages it (heads' `member_scaling`): each block `{kind, start, stop,
+    temperature, eps}` of columns [start, stop) becomes sigmoid(logit p / T) per column
+    ("sigmoid") or softmax(log p / T) over the block ("softmax"), with p clipped `eps` from 0
+    (and 1) as heads/calibration.py clips; the other columns (input heads', embeddings) pass
+    through."""
+
+    def __init__(self, blocks, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [dict(b) for b in blocks]
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        parts, at = [], 0
+        for b in sorted(self.blocks, key=lambda b: b["start"]):
+            parts.append(x[:, at: b["start"]])
+            p, t, eps = x[:, b["start"]: b["stop"]], float(b["temperature"]), float(b["eps"])
+            if b["kind"] == "sigmoid":
+                p = ops.clip(p, eps, 1.0 - eps)
+                parts.append(ops.sigmoid((ops.log(p) - ops.log1p(-p)) / t))
+            else:
+                parts.append(ops.softmax(ops.log(ops.maximum(p, eps)) / t, axis=-1))
+            at = b["stop"]
+        parts.append(x[:, at:])
+        return ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "blocks": self.blocks}
+
+
+@keras.saving.register_keras_serializable("mmauto")
 class TakeColumns(layers.Layer):
     """Columns [start, stop) of a [N, D] tensor: one target's logits of a multi-target model."""
 

@@ -156,3 +156,108 @@ def test_an_ensemble_too_large_for_the_time_left_keeps_its_heaviest_members():
     info = {"members": ["1", "1_experts", "2_experts", "3"], "weights": [0.2, 0.4, 0.3, 0.1]}
     assert heaviest(info, 1) == ["1", "1_experts"] and heaviest(info, 2) == ["1", "1_experts", "2_experts"]
     assert heaviest(info, 0) == []
+
+
+def overconfident_members(rows=800, seed=0, sharpen=2.5):
+    """Binary validation outputs of three members: two see the true logit with their own noise
+    and are `sharpen` times too sure; one is calibrated."""
+    from mmauto.heads.calibration import sigmoid
+
+    rng = np.random.default_rng(seed)
+    logit = rng.normal(0, 2.0, rows)
+    y = (rng.random(rows) < sigmoid(logit)).astype("float32").reshape(-1, 1)
+    sure = {k: sigmoid(sharpen * (logit + rng.normal(0, 1.0, rows))) for k in ("a", "b")}
+    return {**sure, "c": sigmoid(logit)}, y
+
+
+def test_overconfident_members_are_rescaled_before_the_average():
+    """Each candidate's probabilities get their own temperature (fitted on validation, shrunk by
+    its evidence) before selection averages them, unless calibration is off; a calibrated
+    member keeps 1. The overconfident members' average has the lower validation log loss rescaled."""
+    import types
+
+    from mmauto.heads import head_for
+    from mmauto.heads.calibration import scaled_blocks
+    from mmauto.run.ensemble import _member_scalings
+
+    members, y = overconfident_members()
+    preds = {k: np.stack([p, np.full_like(p, 0.5)], axis=1).astype("float32") for k, p in members.items()}  # + an extra column
+    head = head_for("classification", "same", ["no", "yes"], {"classes": ["no", "yes"]})
+    run = lambda calibrate: types.SimpleNamespace(manifest=types.SimpleNamespace(train=types.SimpleNamespace(calibrate=calibrate)))  # noqa: E731
+    scalings = _member_scalings(run(True), head, preds, y)
+    assert set(scalings) <= {"a", "b", "c"} and {"a", "b"} <= set(scalings)
+    for k in ("a", "b"):
+        (block,) = scalings[k]
+        assert block["kind"] == "sigmoid" and (block["start"], block["stop"]) == (0, 1) and 1.8 < block["temperature"] < 4.0, block
+    assert abs(scalings.get("c", [{"temperature": 1.0}])[0]["temperature"] - 1.0) < 0.15
+    assert _member_scalings(run(False), head, preds, y) == {}
+    scaled = {k: scaled_blocks(p, scalings.get(k, [])) for k, p in preds.items()}
+    assert all(np.array_equal(scaled[k][:, 1], preds[k][:, 1]) for k in preds)  # other columns pass through
+    loss = ensemble.scorer("binary")
+    raw = ensemble.select({k: preds[k][:, :1] for k in "ab"}, y, loss)
+    rescaled = ensemble.select({k: scaled[k][:, :1] for k in "ab"}, y, loss)
+    assert rescaled.score < raw.score - 0.01, (rescaled.score, raw.score)
+
+
+def test_each_head_fits_its_members_blocks():
+    """Softmax over a multiclass head's block, one temperature shared by a multilabel head's
+    labels, each served target's block of a multi-target head at its columns (an auxiliary
+    target's left alone), and the head's block of a wrapped head (its input heads' follow)."""
+    import types
+
+    from mmauto.heads import head_for
+    from mmauto.heads.calibration import softmax
+    from mmauto.heads.input_heads import InputHeads
+    from mmauto.heads.multi import MultiHead
+
+    rng = np.random.default_rng(1)
+    n = 600
+    logits = rng.normal(0, 1.5, (n, 3))
+    y = np.array([rng.choice(3, p=p) for p in softmax(logits)])
+    sharp = softmax(3.0 * logits).astype("float32")
+    multiclass = head_for("classification", "stars", ["1", "2", "3"], {"classes": ["1", "2", "3"]})
+    (block,) = multiclass.member_scaling(sharp, y)
+    assert block["kind"] == "softmax" and (block["start"], block["stop"]) == (0, 3) and 2.0 < block["temperature"] < 4.5
+    wrapped = InputHeads(multiclass, ["photo", "voice"])
+    assert wrapped.member_scaling(np.tile(sharp, 3), y) == [block]
+    labels = head_for("multilabel", "tags", ["x", "y"], {"classes": ["x", "y"]})
+    truth = (rng.random((n, 2)) < 0.5).astype(int)
+    sure = np.where(truth == 1, 0.99, 0.01).astype("float32")
+    sure[: n // 5] = 1.0 - sure[: n // 5]  # a fifth wrong and sure: too confident
+    (shared,) = labels.member_scaling(sure, truth)
+    assert (shared["start"], shared["stop"]) == (0, 2) and shared["temperature"] > 1.5
+    spec = lambda column, aux=False: types.SimpleNamespace(column=column, name=column, task="classification", auxiliary=aux, weight=None)  # noqa: E731
+    states = {"deal": {"classes": ["no", "yes"]}, "stars": {"classes": ["1", "2", "3"]}, "store": {"classes": ["x", "y"]}}
+    head = MultiHead.build([spec("deal"), spec("stars"), spec("store", True)], states, 0.5)
+    deal = rng.integers(0, 2, n)
+    sure_deal = np.where(deal == 1, 0.99, 0.01)
+    sure_deal[: n // 5] = 1.0 - sure_deal[: n // 5]
+    out = np.concatenate([sure_deal[:, None], sharp, np.full((n, 1), 0.5)], axis=1).astype("float32")
+    targets = np.stack([deal, y, rng.integers(0, 2, n)], axis=1).astype("float32")
+    blocks = head.member_scaling(out, targets)
+    assert [(b["kind"], b["start"], b["stop"]) for b in blocks] == [("sigmoid", 0, 1), ("softmax", 1, 4)]
+    assert blocks[1]["temperature"] == block["temperature"]
+
+
+def test_the_ensemble_model_rescales_its_members_before_the_blend():
+    """layers.ScaleProbabilities in the ensemble graph matches calibration.scaled_blocks; the
+    other columns pass through; it saves its blocks; the lead member is still the heaviest trial."""
+    import keras
+
+    from mmauto.heads.calibration import EPS_SIGMOID, scaled_blocks
+    from mmauto.layers import ScaleProbabilities
+    from mmauto.model.ensemble import ensemble_model, lead_member
+
+    def member(name):
+        x = keras.Input((2,), name="x")
+        return keras.Model(x, keras.layers.Identity(name=f"fused_{name}")(x), name=name)
+
+    blocks = [{"kind": "sigmoid", "start": 0, "stop": 1, "temperature": 2.5, "eps": EPS_SIGMOID}]
+    model = ensemble_model({"1": (member("m1"), ["x"]), "2": (member("m2"), ["x"])}, [0.25, 0.75], scalings={"1": blocks})
+    x = np.array([[0.99, 0.3], [0.2, 0.7], [0.5, 0.1]], "float32")
+    want = 0.25 * scaled_blocks(x, blocks) + 0.75 * x
+    np.testing.assert_allclose(np.asarray(model(x)), want, atol=1e-6)
+    assert want[0, 0] < 0.99 and want[0, 1] == np.float32(0.3)
+    layer = model.get_layer("scaled_trial_1")
+    assert ScaleProbabilities.from_config(layer.get_config()).blocks == blocks
+    assert lead_member(model).name == "trial_2"

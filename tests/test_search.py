@@ -500,7 +500,14 @@ def test_the_exported_ensemble_averages_its_members(demo_dir, tmp_path):
         z = sum(np.log(np.clip(own[:, 3 * i : 3 * i + 3], 1e-7, 1)) for i in (1, 2)) - np.log(ens["prior"])
         return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
 
-    blend = sum(w * kept(t) for t, w in zip(ens["members"], ens["weights"]))
+    # Each member's probabilities are rescaled by its own temperature before the average.
+    from mmauto.heads.calibration import scaled_blocks
+
+    rescaled = ens.get("member_scaling") or {}
+    assert card["ensemble"].get("member_scaling") == rescaled
+    blend = sum(w * scaled_blocks(kept(t), rescaled.get(t, [])) for t, w in zip(ens["members"], ens["weights"]))
+    assert all(f"{t} x" in board[0]["message"] for t in ens["members"])
+    assert all(f"(T {blocks[0]['temperature']:.2f})" in board[0]["message"] for blocks in rescaled.values())
     calibration = card.get("calibration") or {}
     if calibration.get("applied"):  # the calibrate stage scales the blend's probabilities
         from mmauto.heads.calibration import softmax, softmax_logits

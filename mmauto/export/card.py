@@ -110,6 +110,9 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
         "ensemble": ({"members": summary["ensemble"]["members"], "weights": summary["ensemble"]["weights"],
                       "best_single": summary["ensemble"]["best_single"],
                       **({"prior": summary["ensemble"]["prior"]} if "prior" in summary["ensemble"] else {}),
+                      # each member's blocks of probabilities rescaled before the average (run/ensemble.py)
+                      **({"member_scaling": summary["ensemble"]["member_scaling"]}
+                         if summary["ensemble"].get("member_scaling") else {}),
                       **({"targets": {t: {"weights": v["weights"], "validation": v["validation"], "metric": v["metric"]}
                                       for t, v in summary["ensemble"]["targets"].items()}}
                          if summary["ensemble"].get("targets") else {})} if summary.get("ensemble") else None),

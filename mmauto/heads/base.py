@@ -135,6 +135,13 @@ class Head(abc.ABC):
         `serve` and `expected` apply. Returns what was fitted (the run summary's entry), or None."""
         return None
 
+    def member_scaling(self, y: np.ndarray, targets: np.ndarray) -> list[dict]:
+        """How one ensemble member's output is rescaled before the ensemble averages it (stage
+        `ensemble`): blocks `{kind, start, stop, temperature, eps}` of layers.ScaleProbabilities,
+        fitted on the member's validation outputs `y` and encoded `targets`. None here: outputs
+        that are not probabilities."""
+        return []
+
     @property
     def calibration(self) -> Optional[dict]:
         """The fitted scaling (see heads/calibration.py and heads/scaling.py), or None."""

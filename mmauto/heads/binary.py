@@ -112,6 +112,12 @@ class BinaryHead(MulticlassHead):
         self.state["threshold"] = threshold
         return {"calibration": info, "threshold": threshold, "threshold_chosen_for": self.state["threshold_chosen_for"]}
 
+    def member_scaling(self, y, targets):
+        positive = np.asarray(targets).reshape(-1).astype(int)
+        z = cal.sigmoid_logits(np.asarray(y)[:, 0])
+        t = scaling.member_temperature(lambda t: cal.sigmoid_nll(z, positive, t), len(positive))
+        return [{"kind": "sigmoid", "start": 0, "stop": 1, "temperature": t, "eps": cal.EPS_SIGMOID}]
+
     def card(self):
         return {**super().card(), "threshold": self.decision_threshold,
                 # the validation metric it was chosen for; None: pinned by train.threshold

@@ -192,3 +192,20 @@ def conformal_half_width(residuals, coverage: float) -> Optional[float]:
     if n == 0 or k > n:
         return None
     return float(r[k - 1])
+
+
+# === An ensemble member's blocks rescaled (heads' `member_scaling`, layers.ScaleProbabilities) ===
+
+
+def scaled_blocks(y, blocks: list[dict]) -> np.ndarray:
+    """`y` (N, D) with each block's columns [start, stop) rescaled by its temperature:
+    sigmoid(logit p / T) per column ("sigmoid") or softmax(log p / T) over the block
+    ("softmax"); the other columns unchanged. The numpy twin of layers.ScaleProbabilities."""
+    out = np.array(y, "float32", copy=True)
+    for b in blocks:
+        p, t = out[:, b["start"]: b["stop"]], float(b["temperature"])
+        if b["kind"] == "sigmoid":
+            out[:, b["start"]: b["stop"]] = sigmoid(sigmoid_logits(p) / t)
+        else:
+            out[:, b["start"]: b["stop"]] = softmax(softmax_logits(p) / t)
+    return out

@@ -118,6 +118,12 @@ class MulticlassHead(Head):
         self.state["calibration"] = info
         return {"calibration": info}
 
+    def member_scaling(self, y, targets):
+        index = np.asarray(targets).reshape(-1).astype(int)
+        z = cal.softmax_logits(np.asarray(y)[:, : self.units])
+        t = scaling.member_temperature(lambda t: cal.softmax_nll(z, index, t), len(index))
+        return [{"kind": "softmax", "start": 0, "stop": self.units, "temperature": t, "eps": cal.EPS_SOFTMAX}]
+
     def card(self):
         return {**super().card(), "calibration": self.calibration}
 

@@ -226,6 +226,21 @@ class MultiHead:
 
     # === Calibration and evaluation ===
 
+    def member_scaling(self, y, targets) -> list[dict]:
+        """Each served head's blocks (heads/base.py `member_scaling`), fitted on the validation
+        rows that have its target, at its columns of the output."""
+        y, targets = np.asarray(y, "float32"), np.asarray(targets, "float32")
+        blocks = []
+        for i, (s, h) in enumerate(zip(self.specs, self.heads)):
+            (a, b), (c, d) = self.true_slices[i], self.pred_slices[i]
+            have = ~np.isnan(targets[:, a])
+            if s.auxiliary or not have.any():
+                continue
+            t = targets[have, a:b]
+            got = h.member_scaling(y[have, c:d], t if b - a > 1 else t.reshape(-1, 1))
+            blocks += [{**g, "start": g["start"] + c, "stop": g["stop"] + c} for g in got]
+        return blocks
+
     def calibrate(self, y, targets, train) -> Optional[dict]:
         """Each served head's calibration on the validation rows that have its target."""
         y, targets = np.asarray(y, "float32"), np.asarray(targets, "float32")

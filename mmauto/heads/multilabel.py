@@ -7,7 +7,7 @@ import numpy as np
 from mmauto.heads import calibration as cal
 from mmauto.heads.base import HEADS, Head, label_columns
 from mmauto.heads.classification import _auc
-from mmauto.heads.scaling import shrunk_temperature
+from mmauto.heads.scaling import member_temperature, shrunk_temperature
 
 
 @HEADS.register("multilabel")
@@ -92,6 +92,12 @@ class MultilabelHead(Head):
             self.state["thresholds"], self.state["threshold_chosen_for"] = [float(train.threshold)] * len(self.classes), None
         return {"calibration": info, "thresholds": dict(zip(self.classes, self.thresholds)),
                 "threshold_chosen_for": self.state["threshold_chosen_for"]}
+
+    def member_scaling(self, y, targets):
+        truth = np.asarray(targets).astype(int)
+        z = cal.sigmoid_logits(np.asarray(y)[:, : self.units])
+        t = member_temperature(lambda t: cal.sigmoid_nll(z, truth, t), truth.size)  # one shared, as `calibrate` fits
+        return [{"kind": "sigmoid", "start": 0, "stop": self.units, "temperature": t, "eps": cal.EPS_SIGMOID}]
 
     def output_specs(self):
         return {self.key("probabilities"): {"dtype": "float32", "shape": [None, len(self.classes)]},

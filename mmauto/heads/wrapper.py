@@ -54,6 +54,9 @@ class HeadWrapper:
     def calibrate(self, y, targets, train) -> Optional[dict]:
         return self.head.calibrate(self._main(y), targets, train)
 
+    def member_scaling(self, y, targets) -> list[dict]:
+        return self.head.member_scaling(self._main(y), targets)
+
     def primary_view(self, preds: dict, targets):
         return self.head.primary_view({k: self._main(p) for k, p in preds.items()}, targets)
 

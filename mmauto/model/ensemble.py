@@ -1,21 +1,23 @@
 """An ensemble of trained models as one Keras model: the union of the members' inputs in, the
-weighted sum of their outputs (probabilities or standardised values) out."""
+weighted sum of their outputs (probabilities, each member's rescaled by its own temperature where
+one was fitted, or standardised values) out."""
 
 from __future__ import annotations
 
 import keras
 
-from mmauto.layers import Blend, ProductOfExperts
+from mmauto.layers import Blend, ProductOfExperts, ScaleProbabilities
 from mmauto.model import experts
 
 
 def ensemble_model(members: dict[str, tuple[keras.Model, list[str]]], weights: list[float], name: str = "ensemble",
-                   column_weights=None, products: dict | None = None) -> keras.Model:
+                   column_weights=None, products: dict | None = None, scalings: dict | None = None) -> keras.Model:
     """`members`: member id -> (whole-graph model, its input keys), in the order of `weights`;
     `column_weights`: per member, one weight per output column (see layers.Blend), or None;
     `products`: member id -> (layers.ProductOfExperts, the presence keys it reads) for members
     that are a trial's product of input heads (model/experts.py), which read the model of
-    their trial.
+    their trial; `scalings`: member id -> the blocks of its output rescaled before the average
+    (layers.ScaleProbabilities; heads' `member_scaling`).
 
     Each model keeps its own layers under the name `trial_<trial id>`, called once however
     many members read it; inputs with the same key (the same input and encoder preprocessing)
@@ -36,6 +38,8 @@ def ensemble_model(members: dict[str, tuple[keras.Model, list[str]]], weights: l
         if tid in products:
             product, presence = products[tid]
             out = product([out, *(inputs[k] for k in presence)])
+        if (scalings or {}).get(tid):
+            out = ScaleProbabilities(scalings[tid], dtype="float32", name=f"scaled_trial_{tid}")(out)
         outputs.append(out)
     names = [f"trial_{tid}" for tid in members]
     if len(outputs) == 1:

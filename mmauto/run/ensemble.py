@@ -1,6 +1,8 @@
 """Stage `ensemble`: greedy ensemble selection (Caruana et al., 2004) over the trials'
-validation predictions; when it beats the best single trial on validation, the members are
-rebuilt and joined into one Keras model that averages their outputs, which the export stage
+validation predictions, each candidate's probabilities first rescaled by its own temperature
+(heads/scaling.py `member_temperature`); when it beats the best single trial on validation, the
+members are rebuilt and joined into one Keras model that averages their (rescaled) outputs, which
+the export stage
 serves behind the same raw-input signatures as a single model. The linear model fitted before
 the search (stage `linear`), when there is one, is a candidate beside the trials, and so is
 each trial's product of its inputs' own heads (model/experts.py), where the model has them."""
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmauto import events
+from mmauto.heads import calibration
 from mmauto.model import experts
 from mmauto.run.context import Prepared, Run, Searched, Selected
 from mmauto.run.linear import LINEAR_ID, LinearMember
@@ -63,6 +66,8 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, l
         preds[LINEAR_ID] = linear.val_predictions
     if len(preds) < 2:
         return selected
+    scalings = _member_scalings(run, data.prep.head, preds, targets)
+    preds = {k: calibration.scaled_blocks(p, scalings[k]) if k in scalings else p for k, p in preds.items()}
     info = choose(data.prep.head, preds, targets, size)
     members = info["members"]
     # One member: the best trial, exported as selected, unless it is a trial's product of
@@ -96,6 +101,7 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, l
             return selected
     if any(experts.is_product(m) for m in members):
         info["prior"] = prior  # what the products divide out, in the card
+    info["member_scaling"] = {m: scalings[m] for m in members if m in scalings}
     run.emit(events.EnsembleChosen(members=members, weights=info["weights"], metric=info["metric"],
                                    validation=info["validation"], best_single=info["best_single"]["validation"]))
     return _build(searched, selected, data.prep.head, info, linear)
@@ -188,6 +194,20 @@ def _prior(run: Run, data: Prepared, heads) -> list[float]:
     return experts.prior(heads, data.prep.targets(train.frame), balanced)
 
 
+def _member_scalings(run: Run, head, preds: dict, targets) -> dict[str, list[dict]]:
+    """Each candidate's blocks of probabilities rescaled by its own temperature before the
+    ensemble averages them (heads' `member_scaling`; why: heads/scaling.py), unless the manifest
+    turns calibration off; candidates whose temperatures are all 1 are left out."""
+    if run.manifest.train.calibrate is False:
+        return {}
+    out = {}
+    for k, p in preds.items():
+        blocks = [b for b in head.member_scaling(p, targets) if b["temperature"] != 1.0]
+        if blocks:
+            out[k] = blocks
+    return out
+
+
 def _candidates(searched: Searched) -> list[str]:
     """Completed trials whose best-epoch weights and validation predictions were kept."""
     from mmauto.search import kt_private
@@ -225,6 +245,7 @@ def _build(searched: Searched, selected: Selected, head, info: dict, linear: Lin
             if etype not in encoders[name]:
                 encoders[name].append(etype)
         keys += [x for x in k if x not in keys]
-    model = ensemble_model(members, info["weights"], column_weights=_column_weights(head, info), products=products)
+    model = ensemble_model(members, info["weights"], column_weights=_column_weights(head, info), products=products,
+                           scalings=info.get("member_scaling"))
     encoders = {n: e[0] if len(e) == 1 else e for n, e in encoders.items()}
     return Selected(selected.trial_id, selected.score, selected.hp, model, encoders, keys, ensemble=info)

@@ -76,5 +76,11 @@ def _with_ensemble_row(rows: list, selected: Selected, evaluated: Evaluated, obj
     row = {"rank": None, "trial": "ensemble", "status": "completed", "score": score, "objective": objective, "seconds": None,
            "fusion": None, "depth": None, "heads": None, "width": None, "learning_rate": None, "batch_size": None, "augment": None, "replica_of": None,
            "encoders": {}, "hyperparameters": {}, "members": e["members"], "weights": e["weights"],
-           "message": "members " + ", ".join(f"{m} x{w:.2f}" for m, w in zip(e["members"], e["weights"]))}
+           "message": "members " + ", ".join(_member(e, m, w) for m, w in zip(e["members"], e["weights"]))}
     return [row, *rows]
+
+
+def _member(ensemble: dict, member: str, weight: float) -> str:
+    """A member, its weight and the temperatures its probabilities were rescaled by before the average."""
+    temperatures = [b["temperature"] for b in (ensemble.get("member_scaling") or {}).get(member, [])]
+    return f"{member} x{weight:.2f}" + (f" (T {', '.join(f'{t:.2f}' for t in temperatures)})" if temperatures else "")
