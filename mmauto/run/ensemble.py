@@ -2,10 +2,10 @@
 validation predictions, each candidate's probabilities first rescaled by its own temperature
 (heads/scaling.py `member_temperature`); when it beats the best single trial on validation, the
 members are rebuilt and joined into one Keras model that averages their (rescaled) outputs, which
-the export stage
-serves behind the same raw-input signatures as a single model. The linear model fitted before
-the search (stage `linear`), when there is one, is a candidate beside the trials, and so is
-each trial's product of its inputs' own heads (model/experts.py), where the model has them."""
+the export stage serves behind the same raw-input signatures as a single model. The linear model
+fitted before the search (stage `linear`), when there is one, is a candidate beside the trials,
+and so is each trial's product of its inputs' own heads (model/experts.py), where the model has
+them."""
 
 from __future__ import annotations
 
