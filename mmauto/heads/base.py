@@ -138,8 +138,8 @@ class Head(abc.ABC):
     def member_scaling(self, y: np.ndarray, targets: np.ndarray) -> list[dict]:
         """How one ensemble member's output is rescaled before the ensemble averages it (stage
         `ensemble`): blocks `{kind, start, stop, temperature, eps}` of layers.ScaleProbabilities,
-        fitted on the member's validation outputs `y` and encoded `targets`. None here: outputs
-        that are not probabilities."""
+        fitted on the member's validation outputs `y` and encoded `targets`. No blocks here:
+        outputs that are not probabilities."""
         return []
 
     @property

@@ -226,32 +226,29 @@ class MultiHead:
 
     # === Calibration and evaluation ===
 
-    def member_scaling(self, y, targets) -> list[dict]:
-        """Each served head's blocks (heads/base.py `member_scaling`), fitted on the validation
-        rows that have its target, at its columns of the output."""
+    def _served_rows(self, y, targets):
+        """Per served target with validation rows: its spec, its head, its columns of the outputs
+        and of the targets on those rows, and where its columns start in the outputs."""
         y, targets = np.asarray(y, "float32"), np.asarray(targets, "float32")
-        blocks = []
         for i, (s, h) in enumerate(zip(self.specs, self.heads)):
             (a, b), (c, d) = self.true_slices[i], self.pred_slices[i]
             have = ~np.isnan(targets[:, a])
             if s.auxiliary or not have.any():
                 continue
             t = targets[have, a:b]
-            got = h.member_scaling(y[have, c:d], t if b - a > 1 else t.reshape(-1, 1))
-            blocks += [{**g, "start": g["start"] + c, "stop": g["stop"] + c} for g in got]
-        return blocks
+            yield s, h, y[have, c:d], (t if b - a > 1 else t.reshape(-1, 1)), c
+
+    def member_scaling(self, y, targets) -> list[dict]:
+        """Each served head's blocks (heads/base.py `member_scaling`), fitted on the validation
+        rows that have its target, at its columns of the output."""
+        return [{**g, "start": g["start"] + c, "stop": g["stop"] + c}
+                for _, h, out, t, c in self._served_rows(y, targets) for g in h.member_scaling(out, t)]
 
     def calibrate(self, y, targets, train) -> Optional[dict]:
         """Each served head's calibration on the validation rows that have its target."""
-        y, targets = np.asarray(y, "float32"), np.asarray(targets, "float32")
         info = {}
-        for i, (s, h) in enumerate(zip(self.specs, self.heads)):
-            if s.auxiliary:
-                continue
-            (a, b), (c, d) = self.true_slices[i], self.pred_slices[i]
-            have = ~np.isnan(targets[:, a])
-            t = targets[have, a:b]
-            got = h.calibrate(y[have, c:d], t if b - a > 1 else t.reshape(-1, 1), train) if have.sum() else None
+        for s, h, out, t, _ in self._served_rows(y, targets):
+            got = h.calibrate(out, t, train)
             if got:
                 info[s.column] = got
         return info or None
