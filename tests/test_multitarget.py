@@ -132,7 +132,9 @@ def test_two_served_targets_and_an_auxiliary_one(multi_run):
     assert summary["objective"] == "val_accuracy"  # the primary target's, under its plain name
     stages = summary["stages"]
     assert list(stages) == ["prepare_data", "linear", "search", "select", "ensemble", "calibrate", "export", "evaluate"]
-    assert all(s >= 0 for s in stages.values()) and sum(stages.values()) <= summary["seconds"]
+    # Each stage is rounded to 0.01 s and the total to 0.1 s: the sum may pass the total by those roundings.
+    rounding = 0.05 + 0.005 * len(stages)
+    assert all(s >= 0 for s in stages.values()) and sum(stages.values()) <= summary["seconds"] + rounding
     metrics = json.loads((run / "metrics.json").read_text())
     for split in ("validation", "test"):
         assert set(metrics[split]["targets"]) == {"label", "price"}
