@@ -23,7 +23,7 @@ def test_chief_and_two_workers(demo_dir, tmp_path):
     address = f"127.0.0.1:{free_port()}"
     exe = str(Path(sys.executable).with_name("mmauto"))
     chief = subprocess.Popen([exe, "fit", str(m), "--out", str(run), "--distributed", "chief", "--oracle", address,
-                              "--worker-timeout", "120", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              "--worker-timeout", "300", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workers = [subprocess.Popen([exe, "fit", str(m), "--out", str(run), "--distributed", "worker", "--oracle", address,
                                  "--worker-id", f"w{i}", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i in range(2)]
@@ -52,7 +52,7 @@ def test_chief_without_workers_stops(demo_dir, tmp_path):
     # run_cli's timeout fails the test if the chief waits for workers forever (no timed assertion:
     # how long it takes depends on the machine's load).
     r = run_cli("fit", m, "--out", tmp_path / "run", "--distributed", "chief", "--oracle", f"127.0.0.1:{free_port()}",
-                "--worker-timeout", "5", timeout=120)
+                "--worker-timeout", "5", timeout=300)
     assert r.returncode == 2 and "no worker called for 5s" in r.stderr, r.stderr[-2000:]
 
 

@@ -101,7 +101,7 @@ def test_preset_name_through_kagglehub_cache(presets, tmp_path):
     handle = "kaggle://mmauto/tinyvit/keras/tiny_vit/1"
     cache = install_in_kagglehub_cache(presets["vit"], handle, tmp_path / "kh")
     code = f"from mmauto.encoders.keras_hub import load; b = load('backbone', {handle!r}, 'k'); print(b.count_params())"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env={**__import__("os").environ, "KAGGLEHUB_CACHE": str(cache)})
     assert r.returncode == 0, r.stderr[-2000:]
     assert int(r.stdout.strip().splitlines()[-1]) > 1000
@@ -112,7 +112,7 @@ def test_offline_preset_name_is_one_line(demo_dir, presets, tmp_path):
     data = yaml.safe_load(m.read_text())
     data["inputs"]["photo"]["encoder"] = {"preset": "resnet_18_imagenet"}
     m.write_text(yaml.safe_dump(data, sort_keys=False))
-    r = run_cli("fit", m, "--out", tmp_path / "run", env={"KAGGLEHUB_CACHE": str(tmp_path / "empty")}, timeout=120)
+    r = run_cli("fit", m, "--out", tmp_path / "run", env={"KAGGLEHUB_CACHE": str(tmp_path / "empty")}, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "inputs.photo.encoder.preset: 'resnet_18_imagenet' must be downloaded" in errors[0], r.stderr

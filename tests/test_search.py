@@ -108,9 +108,12 @@ def test_ctrl_c_says_where_it_stopped_and_the_rerun_resumes(demo_dir, tmp_path):
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
-            deadline = time.time() + 240
-            while time.time() < deadline and not re.search(r"^trial 1 .*\n  epoch 1/", log.read_text() if log.exists() else "", re.M):
+            deadline, started = time.time() + 240, None
+            while time.time() < deadline and not started:
+                started = re.search(r"^trial 1 .*\n  epoch 1/", log.read_text() if log.exists() else "", re.M)
                 time.sleep(0.1)
+            # Without it, the signal would land in another phase and fail a later line misleadingly.
+            assert started, f"trial 1 never reached its first epoch in 240 s: {log.read_text() if log.exists() else 'no fit.log'}"[-3000:]
             proc.send_signal(signal.SIGINT)
             code = proc.wait(timeout=120)
         finally:
