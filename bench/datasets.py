@@ -6,6 +6,8 @@ generators.
 - Same-digit: an MNIST image and an FSDD recording; the label says only whether they show the
   same digit (half the rows do).
 - Women's clothing reviews: text + tabular, two targets.
+- Drug reviews (Druglib.com, UCI): three review texts + drug, condition and side-effect level;
+  target the 5-class effectiveness, on the data set's own train/test split.
 - A generated tabular + text table of any size (the memory benchmark).
 """
 
@@ -21,6 +23,7 @@ from common import SHARED_DATA, Skipped, write_manifest
 FSDD = SHARED_DATA / "fsdd"
 MNIST = SHARED_DATA / "mnist_test"
 CLOTHING = SHARED_DATA / "womens_clothing_reviews" / "Womens Clothing E-Commerce Reviews.csv"
+DRUGLIB = SHARED_DATA / "druglib_reviews"
 
 
 def search_tuner() -> str:
@@ -315,6 +318,38 @@ def clothing_fixed(out: Path, seed: int = 0) -> dict:
         "train": {"epochs": 10, "early_stopping": 2, "seed": 42},
     }
     return {"manifest": write_manifest(out / "manifest.yaml", data), "rows": {k: b - a for k, (a, b) in cuts.items()}, "folder": out}
+
+
+def druglib(out: Path, seed: int = 0, validation: float = 0.15) -> dict:
+    """The data set's own test file (1,036 rows), its train file cut into train and validation
+    (seeded); every cell read as written (no NA parsing). The test file's drug column is named
+    `urlDrugName`, the train file's `DrugName`: one name here. The manifest names the three
+    files so mmauto and the reference see the same rows."""
+    train_path, test_path = DRUGLIB / "drugLibTrain_raw.tsv", DRUGLIB / "drugLibTest_raw.tsv"
+    _need(train_path, test_path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    read = dict(sep="\t", dtype=str, keep_default_na=False)
+    train = pd.read_csv(train_path, **read).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    test = pd.read_csv(test_path, **read).rename(columns={"urlDrugName": "DrugName"})
+    cut = int(round(validation * len(train)))
+    tables = {"train": train.iloc[cut:], "validation": train.iloc[:cut], "test": test}
+    for name, frame in tables.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+    data = {
+        "name": "druglib_effectiveness",
+        "task": "classification",
+        "data": {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"},
+        "target": "effectiveness",
+        "inputs": {
+            "benefits": {"modality": "text", "column": "benefitsReview"},
+            "side": {"modality": "text", "column": "sideEffectsReview"},
+            "comments": {"modality": "text", "column": "commentsReview"},
+            "meta": {"modality": "tabular", "categorical": ["DrugName", "condition", "sideEffects"]},
+        },
+        "search": {"tuner": search_tuner()},
+    }
+    return {"manifest": write_manifest(out / "manifest.yaml", data), "rows": {k: len(f) for k, f in tables.items()}, "folder": out}
 
 
 def _degrade_image(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

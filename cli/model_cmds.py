@@ -216,6 +216,9 @@ class FitPrinter(Printer):
     def on_warning(self, e):
         self.say(f"[yellow]warning:[/] {e.text}")
 
+    def on_info(self, e):
+        self.say(e.text)
+
     def on_cache(self, e):
         self.say(f"caching frozen {e.encoder} features of '{e.input}' ({e.split})")
 

@@ -127,7 +127,17 @@ class AblationStart(Event):
 
 @dataclasses.dataclass(frozen=True)
 class Notice(Event):
+    """Something the user should act on or know went otherwise than asked (printed as a warning)."""
+
     kind = "warning"
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Info(Event):
+    """A stage's result worth a line, nothing to act on (the linear model fitted, ...)."""
+
+    kind = "info"
     text: str
 
 

@@ -109,6 +109,8 @@ def write(run_dir: Path, prep, hp_values: dict, encoders: dict, scores: dict, su
         # out the training `prior` (model/experts.py).
         "ensemble": ({"members": summary["ensemble"]["members"], "weights": summary["ensemble"]["weights"],
                       "best_single": summary["ensemble"]["best_single"],
+                      # the search's best trial (by its objective) alone, scored on the same splits
+                      "best_trial": summary["ensemble"]["best_trial"],
                       **({"prior": summary["ensemble"]["prior"]} if "prior" in summary["ensemble"] else {}),
                       # each member's blocks of probabilities rescaled before the average (run/ensemble.py)
                       **({"member_scaling": summary["ensemble"]["member_scaling"]}

@@ -191,10 +191,11 @@ def _overview(card: dict, board, head: str, objective: str) -> str:
     ]
     if ens:  # the exported model is an ensemble: compare it with the best single trial
         facts.insert(2, ("exported ensemble", f"{objective} {_num(ens.get('score'))} on validation; {ens.get('message')}"))
-        single = ((card.get("ensemble") or {}).get("best_single") or {}).get("metrics") or {}
+        alone = (card.get("ensemble") or {}).get("best_trial") or {}
+        single = alone.get("metrics") or {}
         if single:
             main = next((k for k in ("accuracy", "rmse", "macro_f1") if k in next(iter(single.values()))), None)
-            facts.insert(3, ("best single trial alone", ", ".join(f"{s} {main} {_num(m.get(main))}" for s, m in single.items())))
+            facts.insert(3, (f"best trial alone ({alone.get('trial')})", ", ".join(f"{s} {main} {_num(m.get(main))}" for s, m in single.items())))
     cells = "".join(f'<div class="fact"><b>{_e(k)}</b>{_e(v)}</div>' for k, v in facts)
     return f'<div class="facts">{cells}</div>' + ("" if card else _note("No mmauto.json (model card): some facts are missing."))
 

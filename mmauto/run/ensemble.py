@@ -74,11 +74,12 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, l
     # experts; the linear model alone has no fused vector to serve.
     if len(members) < 2 and not experts.is_product(members[0]):
         return selected
-    # The exported model will be the ensemble: score the best single trial now, on the same
-    # splits, so the report and the bench can compare the two. That pass also times one
-    # model's predictions: the ensemble costs about that per member in each later pass.
+    # The exported model will be the ensemble: score the best trial (the search's, by its
+    # objective) now, on the same splits, so the report and the bench can compare the two. Its
+    # own key: `best_single` (lowest validation loss) may be another trial or the linear model.
+    # That pass also times one model's predictions: the ensemble costs about that per member.
     t0 = time.time()
-    info["best_single"]["metrics"] = _scores(data, selected)
+    best_trial = {"trial": selected.trial_id, "metrics": _scores(data, selected)}
     per_member = member_seconds(run.stage_seconds.get("select", 0.0), time.time() - t0)
     # What costs is each model the members read: a trial and its product share one.
     models = len({experts.trial_of(m) for m in members})
@@ -102,6 +103,7 @@ def ensemble(run: Run, data: Prepared, searched: Searched, selected: Selected, l
     if any(experts.is_product(m) for m in members):
         info["prior"] = prior  # what the products divide out, in the card
     info["member_scaling"] = {m: scalings[m] for m in members if m in scalings}
+    info["best_trial"] = best_trial
     run.emit(events.EnsembleChosen(members=members, weights=info["weights"], metric=info["metric"],
                                    validation=info["validation"], best_single=info["best_single"]["validation"]))
     return _build(searched, selected, data.prep.head, info, linear)

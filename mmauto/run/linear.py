@@ -108,7 +108,7 @@ def linear(run: Run, data: Prepared) -> Optional[LinearMember]:
     save_npy_atomic(run.run_dir / LINEAR_ID / "val_predictions.npy", preds)
     said = "; ".join(f"{c}: {'logistic regression C' if f.kind == 'logistic' else 'ridge 1/alpha'}={f.strength:g}, validation "
                      f"{'log loss' if f.kind == 'logistic' else 'squared error'} {f.validation:.4f}" for c, f in fits.items())
-    run.emit(events.Notice(text=f"linear model (TF-IDF of {', '.join(names)}; {said}): an ensemble candidate ({time.time() - t0:.0f}s)"))
+    run.emit(events.Info(text=f"linear model (TF-IDF of {', '.join(names)}; {said}): an ensemble candidate ({time.time() - t0:.0f}s)"))
     return LinearMember(model, keys, {n: "tfidf" for n in names}, preds, fits)
 
 
