@@ -300,24 +300,26 @@ def clothing_fixed(out: Path, seed: int = 0) -> dict:
     frame.columns = [c.replace(" ", "_") for c in frame.columns]
     frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     n = len(frame)
-    cuts = {"train": (0, int(0.70 * n)), "validation": (int(0.70 * n), int(0.85 * n)), "test": (int(0.85 * n), n)}
-    for name, (a, b) in cuts.items():
-        frame.iloc[a:b].to_csv(out / f"{name}.csv", index=False)
-    data = {
-        "name": "clothing_recommended_fixed",
-        "task": "classification",
-        "data": {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"},
-        "target": "Recommended_IND",
-        "inputs": {
-            "review": {"modality": "text", "column": "Review_Text", "max_length": 128},
-            "title": {"modality": "text", "column": "Title", "max_length": 16},
-            "meta": {"modality": "tabular", "numeric": ["Age", "Positive_Feedback_Count"],
-                     "categorical": ["Division_Name", "Department_Name", "Class_Name"]},
-        },
-        "search": {"tuner": search_tuner()},
-        "train": {"epochs": 10, "early_stopping": 2, "seed": 42},
+    tables = {"train": frame.iloc[: int(0.70 * n)], "validation": frame.iloc[int(0.70 * n) : int(0.85 * n)], "test": frame.iloc[int(0.85 * n) :]}
+    inputs = {
+        "review": {"modality": "text", "column": "Review_Text", "max_length": 128},
+        "title": {"modality": "text", "column": "Title", "max_length": 16},
+        "meta": {"modality": "tabular", "numeric": ["Age", "Positive_Feedback_Count"],
+                 "categorical": ["Division_Name", "Department_Name", "Class_Name"]},
     }
-    return {"manifest": write_manifest(out / "manifest.yaml", data), "rows": {k: b - a for k, (a, b) in cuts.items()}, "folder": out}
+    return _three_files(out, tables, "clothing_recommended_fixed", "Recommended_IND", inputs,
+                        train={"epochs": 10, "early_stopping": 2, "seed": 42})
+
+
+def _three_files(out: Path, tables: dict, name: str, target: str, inputs: dict, **more) -> dict:
+    """Write train/validation/test tables and a classification manifest naming the three, so
+    that mmauto and a reference see the same rows."""
+    for split, frame in tables.items():
+        frame.to_csv(out / f"{split}.csv", index=False)
+    data = {"name": name, "task": "classification",
+            "data": {split: f"{split}.csv" for split in tables}, "target": target, "inputs": inputs,
+            "search": {"tuner": search_tuner()}, **more}
+    return {"manifest": write_manifest(out / "manifest.yaml", data), "rows": {k: len(f) for k, f in tables.items()}, "folder": out}
 
 
 def druglib(out: Path, seed: int = 0, validation: float = 0.15) -> dict:
@@ -334,22 +336,13 @@ def druglib(out: Path, seed: int = 0, validation: float = 0.15) -> dict:
     test = pd.read_csv(test_path, **read).rename(columns={"urlDrugName": "DrugName"})
     cut = int(round(validation * len(train)))
     tables = {"train": train.iloc[cut:], "validation": train.iloc[:cut], "test": test}
-    for name, frame in tables.items():
-        frame.to_csv(out / f"{name}.csv", index=False)
-    data = {
-        "name": "druglib_effectiveness",
-        "task": "classification",
-        "data": {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"},
-        "target": "effectiveness",
-        "inputs": {
-            "benefits": {"modality": "text", "column": "benefitsReview"},
-            "side": {"modality": "text", "column": "sideEffectsReview"},
-            "comments": {"modality": "text", "column": "commentsReview"},
-            "meta": {"modality": "tabular", "categorical": ["DrugName", "condition", "sideEffects"]},
-        },
-        "search": {"tuner": search_tuner()},
+    inputs = {
+        "benefits": {"modality": "text", "column": "benefitsReview"},
+        "side": {"modality": "text", "column": "sideEffectsReview"},
+        "comments": {"modality": "text", "column": "commentsReview"},
+        "meta": {"modality": "tabular", "categorical": ["DrugName", "condition", "sideEffects"]},
     }
-    return {"manifest": write_manifest(out / "manifest.yaml", data), "rows": {k: len(f) for k, f in tables.items()}, "folder": out}
+    return _three_files(out, tables, "druglib_effectiveness", "effectiveness", inputs)
 
 
 def _degrade_image(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
