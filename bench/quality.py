@@ -51,6 +51,7 @@ def _mmauto(manifest: Path, out: Path, budget: float) -> dict:
     test = s["metrics"].get("test") or {}
     return {
         "accuracy": test.get("accuracy"), "roc_auc": test.get("roc_auc"), "ece": test.get("ece"), "ece_floor": test.get("ece_floor"),
+        "macro_f1": test.get("macro_f1"), "log_loss": test.get("log_loss"),
         "calibration": _served_calibration(s),
         "best_single_accuracy": single.get("accuracy"), "best_single_roc_auc": single.get("roc_auc"),
         "ensemble_members": ens.get("members"), "ensemble_weights": ens.get("weights"),
@@ -183,8 +184,6 @@ def druglib(tmp: Path, budget: float) -> dict:
     log(f"druglib: reference TF-IDF + one-hot + logistic regression: test accuracy {ref['accuracy']:.4f}, "
         f"macro F1 {ref['macro_f1']:.4f}, log loss {ref['log_loss']:.4f}")
     got = _mmauto(d["manifest"], tmp / "druglib_run", budget)
-    test = json.loads((tmp / "druglib_run" / "metrics.json").read_text())["test"]
-    got.update(macro_f1=test.get("macro_f1"), log_loss=test.get("log_loss"))
     log(f"druglib: mmauto test accuracy {got['accuracy']:.4f}, macro F1 {got['macro_f1']:.4f}, log loss "
         f"{got['log_loss']:.4f}, {got['trials']} trials")
     return {"rows": d["rows"], "reference": ref, "mmauto": got, "metric": "accuracy",
